@@ -1,0 +1,272 @@
+"""Throughput of the training input pipeline against the bare cost of decoding its JPEGs.
+
+    python benchmarks/input_pipeline.py   # first run generates and builds its data (~3 min)
+
+Builds (once, under data/benchmark/) synthetic UCF-101 videos of 100-250 frames at frame
+short side 128, then measures, each in a fresh process pinned to 1 core and to all cores
+(os.sched_setaffinity, with tf.data's threadpool and TensorFlow's thread pools sized to match):
+- pipeline: clips/s of `create_train_dataset` (16x112x112 uint8 clips, as training gets them);
+- raw decode: clips/s of decoding as many whole JPEG frames with tf.io.decode_jpeg (16 per
+  clip) and nothing else; the goal is pipeline / raw decode >= 0.7;
+- float32: the pipeline plus host-side normalisation to float32, the alternative to uint8
+  clips normalised on the device;
+- on one core, the rate of the first phases alone (reading + Parse + Sample, then + Decode),
+  which shows where the pipeline's time goes.
+Each rate is given per second of wall time and per second of the process's CPU time; on a
+busy machine the second is what dedicated cores would deliver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAME_SHORT_SIDE = 128
+GOAL = 0.7
+WIDTHS = (5, 5, 9, 11, 6, 8)
+
+
+def benchmark_config(args: argparse.Namespace):
+    """The reference recipe's input settings on the benchmark's synthetic dataset."""
+    from configs import default
+
+    config = default.get_config()
+    config.data.data_dir = args.data_dir
+    config.data.raw_dir = args.raw_dir
+    config.data.frame_short_side = FRAME_SHORT_SIDE
+    config.data.if_missing = 'synthetic'
+    config.data.synthetic.num_classes = args.num_classes
+    config.data.synthetic.num_groups = args.num_groups
+    config.data.synthetic.clips_per_group = args.clips_per_group
+    # UCF-101 videos average ~186 frames; parsing a record costs in proportion.
+    config.data.synthetic.min_frames = 100
+    config.data.synthetic.max_frames = 250
+    config.model.num_classes = args.num_classes
+    config.batch_size = args.batch_size
+    config.input.shuffle_buffer = 256
+    return config
+
+
+def pin_to_cores(num_cores: int) -> None:
+    """Restricts this process (and the thread pools TensorFlow sizes from it) to the first
+    `num_cores` cores it may use. Must run before TensorFlow is imported."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if num_cores > len(allowed):
+        raise ValueError(f'Asked for {num_cores} cores; this process may use {len(allowed)}.')
+    os.sched_setaffinity(0, allowed[:num_cores])
+
+
+def thread_options(num_cores: int):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = num_cores
+    options.autotune.cpu_budget = num_cores
+    return options
+
+
+def time_batches(dataset, num_clips: int, clips_per_batch: int) -> dict[str, float]:
+    """Clips per second of wall time and per second of this process's CPU time, over
+    `num_clips` clips after one warm-up batch. On a shared machine the CPU-time rate is what
+    a dedicated core would deliver; on an idle one the two agree."""
+    batches = dataset.as_numpy_iterator()
+    next(batches)
+    needed = -(-num_clips // clips_per_batch)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(needed):
+        next(batches)
+    clips = needed * clips_per_batch
+    return {
+        'wall': clips / (time.perf_counter() - wall),
+        'cpu': clips / (time.process_time() - cpu),
+    }
+
+
+def repeated_epochs(config, normalise: bool):
+    """Training batches (single process, one device), epoch 0 over and over; with `normalise`,
+    clips become float32 (x * value_scale - mean) / std on the host."""
+    import tensorflow as tf
+
+    from r3d_jax.data import input_pipeline
+
+    dataset = input_pipeline.create_train_dataset(
+        config, epoch=0, process_index=0, process_count=1, local_device_count=1
+    ).repeat()
+    if not normalise:
+        return dataset
+    mean = tf.constant(config.input.mean, tf.float32)
+    std = tf.constant(config.input.std, tf.float32)
+
+    def normalised(batch):
+        clips = tf.cast(batch['clips'], tf.float32) * config.input.value_scale
+        return {'clips': (clips - mean) / std, 'labels': batch['labels']}
+
+    return dataset.map(normalised, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def measure_pipeline(
+    config, num_cores: int, num_clips: int, normalise: bool
+) -> dict[str, float]:
+    dataset = repeated_epochs(config, normalise).with_options(thread_options(num_cores))
+    return time_batches(dataset, num_clips, config.batch_size)
+
+
+def measure_raw_decode(config, num_cores: int, num_clips: int) -> dict[str, float]:
+    """Clips/s of decoding whole JPEG frames of the dataset, 16 per clip, nothing else."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from r3d_jax.data import input_pipeline
+
+    builder = input_pipeline.load_builder(config)
+    frames = builder.as_dataset(
+        split=config.data.train_split, decoders={'frames': tfds.decode.SkipDecoding()}
+    )
+    encoded = []
+    for example in frames.as_numpy_iterator():
+        encoded.extend(example['frames'][: config.input.clip_length])
+        if len(encoded) >= 4096:
+            break
+    clip_length = config.input.clip_length
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(tf.constant(encoded))
+        .repeat()
+        .map(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(clip_length * config.batch_size)
+        .with_options(thread_options(num_cores))
+    )
+    return time_batches(dataset, num_clips, config.batch_size)
+
+
+def measure_phases(config, num_cores: int, num_clips: int) -> dict[str, dict[str, float]]:
+    """Rates of the training pipeline's first phases alone: reading + Parse + Sample, and
+    those plus Decode of the crop windows (no resize, flip or batching of pixels)."""
+    import tensorflow as tf
+
+    from r3d_jax.data import input_pipeline
+
+    builder = input_pipeline.load_builder(config)
+    layout = input_pipeline.BatchLayout(0, 1, 1, config.batch_size)
+    shards = input_pipeline.process_shards(builder, config.data.train_split, layout)
+    sampled = (
+        input_pipeline.read_records(shards)
+        .map(input_pipeline.record_parser(builder))
+        .map(input_pipeline.train_sampler(config, epoch=0))
+    )
+    decoded = sampled.map(
+        lambda sample: input_pipeline.decode_crops(
+            sample['frames'], sample['crop_window'], sample['image_width'],
+            config.input.clip_length,
+        )
+    )
+    rates = {}
+    for name, dataset in (('sample', sampled), ('decode', decoded)):
+        # One scalar per clip, batched: the Python loop's cost per batch stays negligible.
+        dataset = dataset.repeat().map(lambda _: tf.constant(0)).batch(config.batch_size)
+        dataset = dataset.with_options(thread_options(num_cores))
+        rates[name] = time_batches(dataset, num_clips, config.batch_size)
+    return rates
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """One measurement, in this process, pinned to `args.cores` cores; prints JSON."""
+    pin_to_cores(args.cores)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(args.cores)
+    tf.config.threading.set_intra_op_parallelism_threads(args.cores)
+    config = benchmark_config(args)
+    if args.worker == 'raw_decode':
+        rate = measure_raw_decode(config, args.cores, args.clips)
+    elif args.worker == 'phases':
+        rate = measure_phases(config, args.cores, args.clips)
+    else:
+        rate = measure_pipeline(config, args.cores, args.clips, args.worker == 'float32')
+    print(json.dumps(rate))
+
+
+def measure_in_subprocess(args: argparse.Namespace, worker: str, cores: int) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), f'--worker={worker}', f'--cores={cores}']
+    command += [f'--{name}={value}' for name, value in shared_flags(args).items()]
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=REPO,
+        env={**os.environ, 'PYTHONPATH': REPO},
+    )
+    if result.returncode:
+        raise RuntimeError(f'{worker} on {cores} core(s) failed:\n{result.stderr[-3000:]}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def shared_flags(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        'data_dir': args.data_dir,
+        'raw_dir': args.raw_dir,
+        'num_classes': args.num_classes,
+        'num_groups': args.num_groups,
+        'clips_per_group': args.clips_per_group,
+        'batch_size': args.batch_size,
+        'clips': args.clips,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data_dir', default='data/benchmark/tfds')
+    parser.add_argument('--raw_dir', default='data/benchmark/synthetic_ucf101')
+    parser.add_argument('--num_classes', type=int, default=20)
+    parser.add_argument('--num_groups', type=int, default=3)
+    parser.add_argument('--clips_per_group', type=int, default=3)
+    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--clips', type=int, default=1500, help='Clips timed per measurement.')
+    parser.add_argument('--worker', choices=('pipeline', 'raw_decode', 'float32', 'phases'))
+    parser.add_argument('--cores', type=int, default=1)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args)
+        return
+
+    sys.path.insert(0, REPO)
+    from r3d_jax.data import build_ucf101
+
+    build_ucf101.ensure_dataset(benchmark_config(args).data)
+    all_cores = len(os.sched_getaffinity(0))
+    print(
+        f'Training clips 16x112x112 from frames with short side {FRAME_SHORT_SIDE}, '
+        f'batch {args.batch_size}, {args.clips} clips timed per measurement.'
+    )
+    columns = ('cores', 'rate', 'pipeline', 'raw decode', 'ratio', 'float32')
+    print(' '.join(f'{name:>{width}}' for name, width in zip(columns, WIDTHS, strict=True)))
+    for cores in sorted({1, all_cores}):
+        pipeline = measure_in_subprocess(args, 'pipeline', cores)
+        raw = measure_in_subprocess(args, 'raw_decode', cores)
+        as_float = measure_in_subprocess(args, 'float32', cores)
+        for rate in ('wall', 'cpu'):
+            row = (
+                cores, rate, f'{pipeline[rate]:.0f}', f'{raw[rate]:.0f}',
+                f'{pipeline[rate] / raw[rate]:.2f}', f'{as_float[rate]:.0f}',
+            )
+            print(' '.join(f'{value:>{width}}' for value, width in zip(row, WIDTHS, strict=True)))
+    phases = measure_in_subprocess(args, 'phases', 1)
+    print(
+        'Where one core goes, clips per CPU-second: reading + Parse + Sample '
+        f'{phases["sample"]["cpu"]:.0f}; + Decode of the crop windows '
+        f'{phases["decode"]["cpu"]:.0f}; the whole pipeline (+ resize, flip, batching) '
+        'in the table.'
+    )
+    print(
+        'Clips per second of wall time (wall) and per second of CPU time (cpu: what dedicated '
+        f'cores would give on a busy machine). Goal: pipeline / raw decode >= {GOAL}. '
+        'float32: the pipeline normalising on the host; its clips are 4x the bytes of uint8.'
+    )
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,1 @@
+"""r3d-jax: 3D ResNets for video action recognition in JAX/Flax."""

@@ -1,0 +1,656 @@
+"""The training loop: data-parallel SGD over all local devices, validation, checkpoints.
+
+Reads top to bottom in the order things happen: the loss and metrics, the per-device train
+step (written once with named-axis collectives and run under `jax.pmap`), the training state
+and where it comes from (fresh, `config.init_from`, or the workdir's latest checkpoint), the
+bookkeeping around steps (metrics, signals, checkpoints), and `train_and_evaluate`.
+
+Resuming is exact: a checkpoint holds the variables, the optimiser state, the position in the
+epoch and the plateau scheduler's state, and the input pipeline is deterministic given
+(config.seed, epoch, start_step), so an interrupted run ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
+
+from configs import default as default_config
+from r3d_jax import checkpoints, evaluation, optimizers
+from r3d_jax.data import build_ucf101, input_pipeline
+from r3d_jax.models import create_model, init_variables
+from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
+
+
+class ConfigError(ValueError):
+    """The config names a field that does not exist or holds values that cannot work together."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the parameters stopped being finite; the diverged state is never saved."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The config: every field must exist in configs/default.py.
+
+
+def field_paths(config: ml_collections.ConfigDict, prefix: str = 'config') -> set[str]:
+    """Every field of `config` as a dotted path, `config.model.depth` style."""
+    paths = set()
+    for key, value in config.items():
+        path = f'{prefix}.{key}'
+        paths.add(path)
+        if isinstance(value, ml_collections.ConfigDict):
+            paths |= field_paths(value, path)
+    return paths
+
+
+def unknown_fields(paths: Sequence[str]) -> list[str]:
+    """Messages for the dotted field paths that configs/default.py does not define."""
+    known = field_paths(default_config.get_config())
+    messages = []
+    for path in paths:
+        if path not in known:
+            close = difflib.get_close_matches(path, sorted(known), n=1)
+            hint = f' (did you mean {close[0]}?)' if close else ''
+            messages.append(f'{path}{hint}')
+    return messages
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Rejects unknown fields (typos would otherwise be ignored) and unusable combinations."""
+    unknown = unknown_fields(sorted(field_paths(config)))
+    if unknown:
+        raise ConfigError(
+            f'Unknown config field(s): {", ".join(unknown)}. Every field is defined, with a '
+            'comment, in configs/default.py.'
+        )
+    num_devices = jax.device_count()
+    for field in ('batch_size', 'eval_batch_size'):
+        value = config[field]
+        if value < num_devices or value % num_devices:
+            raise ConfigError(
+                f'config.{field}={value} must split evenly over the {num_devices} devices '
+                f'({jax.process_count()} process(es)); use a multiple of {num_devices}.'
+            )
+    if config.schedule.name == 'plateau' and config.eval_every_epochs < 1:
+        raise ConfigError(
+            "config.schedule.name='plateau' follows the validation loss, so "
+            f'config.eval_every_epochs must be at least 1 (got {config.eval_every_epochs}).'
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The initial state: fresh, or from `config.init_from`.
+
+
+def initial_variables(
+    config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
+) -> dict[str, Any]:
+    """Fresh variables, overwritten by `config.init_from` except `config.init_from_skip`."""
+    fresh = jax.device_get(init_variables(model, rng, evaluation.clip_shape(config)))
+    if not config.init_from:
+        return fresh
+    source = f'config.init_from checkpoint {config.init_from}'
+    loaded, metadata = checkpoints.load_variables(config.init_from)
+    skip = set(config.init_from_skip)
+    unknown = sorted(skip - set(fresh['params']) - set(fresh['batch_stats']))
+    if unknown:
+        raise ConfigError(
+            f'config.init_from_skip names {unknown}, which the model does not have '
+            f'(its modules: {sorted(fresh["params"])}).'
+        )
+
+    def without_skipped(variables: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            collection: {m: v for m, v in modules.items() if m not in skip}
+            for collection, modules in variables.items()
+        }
+
+    kept = without_skipped(loaded)
+    evaluation.check_variables_fit(kept, without_skipped(fresh), source)
+    _warn_on_other_normalisation(config, metadata, source)
+    merged = {
+        collection: {**modules, **kept.get(collection, {})} for collection, modules in fresh.items()
+    }
+    return jax.tree.map(lambda value, like: np.asarray(value, like.dtype), merged, fresh)
+
+
+def _warn_on_other_normalisation(
+    config: ml_collections.ConfigDict, metadata: Mapping[str, Any], source: str
+) -> None:
+    """Weights expect the input scaling they were trained with; a mismatch is worth a warning."""
+    trained = metadata.get('input') or {}
+    for field in ('value_scale', 'mean', 'std'):
+        if field in trained and not np.allclose(trained[field], config.input[field]):
+            logging.warning(
+                '%s was trained with input.%s=%s but config.input.%s=%s.',
+                source,
+                field,
+                trained[field],
+                field,
+                config.input[field],
+            )
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, model: nn.Module, tx: optax.GradientTransformation
+) -> TrainState:
+    """The state before the first step, on the host."""
+    variables = initial_variables(config, model, jax.random.key(config.seed))
+    opt_state = jax.device_get(tx.init(variables['params']))
+    return TrainState(
+        params=variables['params'], batch_stats=variables['batch_stats'], opt_state=opt_state
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the loop stands, and the checkpoints that record it.
+
+
+@dataclasses.dataclass
+class Progress:
+    """The loop's position and the state it carries between epochs (all JSON-able)."""
+
+    epoch: int  # The epoch being trained (== num_epochs when training is done).
+    position: int  # Steps of `epoch` already taken, 0 .. steps_per_epoch.
+    plateau: optimizers.PlateauState
+    best_val_accuracy: float | None = None
+
+    def step(self, steps_per_epoch: int) -> int:
+        """Steps taken since the start of training."""
+        return self.epoch * steps_per_epoch + self.position
+
+
+def checkpoint_metadata(
+    config: ml_collections.ConfigDict,
+    class_names: Sequence[str],
+    progress: Progress,
+    steps_per_epoch: int,
+) -> dict[str, Any]:
+    """The `metadata` item: what `checkpoints.load_variables` readers need, and the position."""
+    return {
+        'model': config.model.to_dict(),
+        'input': config.input.to_dict(),
+        'class_names': list(class_names),
+        'epoch': progress.epoch,
+        'step': progress.step(steps_per_epoch),
+        'position_in_epoch': progress.position,
+        'steps_per_epoch': steps_per_epoch,
+        'batch_size': config.batch_size,
+    }
+
+
+def _loop_state(progress: Progress) -> dict[str, Any]:
+    return {
+        'plateau': progress.plateau.to_json(),
+        'best_val_accuracy': progress.best_val_accuracy,
+    }
+
+
+def _check_resumable(
+    config: ml_collections.ConfigDict, steps_per_epoch: int, directory: str
+) -> Callable[[Mapping[str, Any]], None]:
+    """A check that a checkpoint's run is the one `config` describes, so resuming is exact."""
+
+    def check(metadata: Mapping[str, Any]) -> None:
+        wanted = {
+            'model': config.model.to_dict(),
+            'steps_per_epoch': steps_per_epoch,
+            'batch_size': config.batch_size,
+        }
+        for key, value in wanted.items():
+            # JSON turns tuples into lists; compare both through that round trip.
+            if _json_like(metadata.get(key)) != _json_like(value):
+                raise checkpoints.CheckpointError(
+                    f'The checkpoints in {directory} come from another run: their {key} is '
+                    f'{metadata.get(key)} but the config gives {value}. Resume with the same '
+                    'config or train in a new --workdir.'
+                )
+
+    return check
+
+
+def _json_like(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _json_like(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_like(v) for v in value]
+    return value
+
+
+def _restore_or_start(
+    config: ml_collections.ConfigDict,
+    manager: Any,
+    host_state: TrainState,
+    steps_per_epoch: int,
+) -> tuple[TrainState, Progress]:
+    """The workdir's latest readable checkpoint, or the fresh state at epoch 0."""
+    restored = checkpoints.restore_training_checkpoint(
+        manager,
+        variables={'params': host_state.params, 'batch_stats': host_state.batch_stats},
+        opt_state=host_state.opt_state,
+        check_metadata=_check_resumable(config, steps_per_epoch, str(manager.directory)),
+    )
+    if restored is None:
+        return host_state, Progress(
+            epoch=0,
+            position=0,
+            plateau=optimizers.PlateauState(learning_rate=config.optimizer.learning_rate),
+        )
+    step, variables, opt_state, metadata, loop_state = restored
+    logging.info('Resuming from step %d (epoch %d).', step, metadata['epoch'])
+    state = TrainState(
+        params=variables['params'], batch_stats=variables['batch_stats'], opt_state=opt_state
+    )
+    return state, Progress(
+        epoch=int(metadata['epoch']),
+        position=int(metadata['position_in_epoch']),
+        plateau=optimizers.PlateauState.from_json(loop_state['plateau']),
+        best_val_accuracy=loop_state['best_val_accuracy'],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping around the steps: metrics read one step behind, stop signals.
+
+
+class StepMetrics:
+    """Training metrics read one step behind, so the device always has the next step queued.
+
+    Reading a step's metrics also checks that it kept the loss and the state finite; a
+    diverged step raises before anything can save its state.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight: tuple[int, dict[str, jax.Array]] | None = None
+        self._collected: list[dict[str, np.ndarray]] = []
+
+    def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        self.settle()
+        self._in_flight = (step, metrics)
+
+    def settle(self) -> None:
+        """Waits for the step in flight and checks it."""
+        if self._in_flight is None:
+            return
+        step, metrics = self._in_flight
+        self._in_flight = None
+        host = jax.device_get(metrics)
+        if not host['finite']:
+            raise TrainingDivergedError(
+                f'Training diverged at step {step}: the loss ({float(host["loss"])}) or the '
+                'parameters are no longer finite. The diverged state was not saved; lower '
+                'config.optimizer.learning_rate or check the data.'
+            )
+        self._collected.append(host)
+
+    def summary(self) -> dict[str, float]:
+        """Means since the last summary."""
+        self.settle()
+        collected, self._collected = self._collected, []
+        if not collected:
+            return {}
+        return {
+            key: float(np.mean([m[key] for m in collected]))
+            for key in ('loss', 'accuracy', 'learning_rate')
+        }
+
+
+class StopSignals:
+    """SIGTERM and SIGINT ask the loop to save a checkpoint and return; a second one kills.
+
+    In a multi-process run the processes agree (at logging steps) before any of them stops,
+    since saving is collective.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        logging.warning(
+            'Received %s: saving a checkpoint and stopping (send it again to stop at once).',
+            signal.Signals(signum).name,
+        )
+        self._requested.set()
+        for restored in self.SIGNALS:
+            signal.signal(restored, self._previous[restored])
+
+    def should_stop(self, step: int, log_every_steps: int = 1, at_sync_point: bool = False) -> bool:
+        """Whether to stop now; processes vote at logging steps and sync points."""
+        if jax.process_count() == 1:
+            return self._requested.is_set()
+        if step % log_every_steps and not at_sync_point:
+            return False
+        votes = multihost_utils.process_allgather(np.int32(self._requested.is_set()))
+        return bool(np.max(votes))
+
+
+def _flatten_for_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as TensorBoard hyperparameters: dotted names, scalars or strings."""
+    flat = {}
+    for path, value in _flatten(config.to_dict()).items():
+        flat[path] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def _batches_with_wait(batches: Iterator[Any]) -> Iterator[tuple[Any, float]]:
+    """Each batch with the seconds spent waiting for it."""
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        yield batch, time.perf_counter() - start
+
+
+class Throughput:
+    """Clips per second and the share of wall time spent waiting for input, per interval."""
+
+    def __init__(self, batch_size: int) -> None:
+        self._batch_size = batch_size
+        self.reset()
+
+    def reset(self) -> None:
+        self._start, self._waited, self._steps = time.perf_counter(), 0.0, 0
+
+    def add(self, waited: float) -> None:
+        self._waited += waited
+        self._steps += 1
+
+    def read(self) -> dict[str, float]:
+        """The interval's figures; starts the next interval."""
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        figures = {
+            'clips_per_second': self._steps * self._batch_size / elapsed,
+            'input_wait_fraction': self._waited / elapsed,
+        }
+        self.reset()
+        return figures
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Trains `config` in `workdir`, resuming from its checkpoints; returns the final state.
+
+    Writes TensorBoard events and checkpoints to `workdir`; validates every
+    `config.eval_every_epochs` epochs and scores the paper's video accuracy at the end.
+    """
+    check_config(config)
+    ensure_dataset(config)
+    dataset = input_pipeline.dataset_metadata(config)
+    num_train_examples = dataset.num_examples[config.data.train_split]
+    steps_per_epoch = input_pipeline.steps_per_epoch(config, num_train_examples)
+    total_steps = config.num_epochs * steps_per_epoch
+    logging.info(
+        '%d training videos, %d steps per epoch, %d epochs.',
+        num_train_examples,
+        steps_per_epoch,
+        config.num_epochs,
+    )
+
+    model = create_model(config, bn_axis_name=AXIS)
+    tx = optimizers.create_optimizer(config, steps_per_epoch)
+    manager = checkpoints.create_manager(workdir, keep=config.checkpoints_to_keep)
+    host_state, progress = _restore_or_start(
+        config, manager, create_train_state(config, model, tx), steps_per_epoch
+    )
+    devices = jax.local_devices()
+    state = replicate(host_state, devices)
+    p_train_step = make_p_train_step(model, tx)
+
+    is_writer = jax.process_index() == 0
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)
+    if progress.epoch == 0 and progress.position == 0:
+        writer.write_hparams(_flatten_for_hparams(config))
+    report_progress = periodic_actions.ReportProgress(
+        num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
+    )
+
+    def save(metrics: Mapping[str, float] | None = None) -> None:
+        step = progress.step(steps_per_epoch)
+        if manager.latest_step() == step:
+            manager.delete(step)  # Written on a stop request before its epoch ended.
+        checkpoints.save_training_checkpoint(
+            manager,
+            step,
+            variables=state.variables,
+            opt_state=state.opt_state,
+            metadata=checkpoint_metadata(config, dataset.class_names, progress, steps_per_epoch),
+            loop_state=_loop_state(progress),
+            metrics=metrics,
+        )
+
+    step_metrics, throughput = StepMetrics(), Throughput(config.batch_size)
+    try:
+        with StopSignals() as stop_signals:
+            while progress.epoch < config.num_epochs:
+                epoch = progress.epoch
+                batches = (
+                    input_pipeline.create_train_iterator(
+                        config, epoch=epoch, start_step=progress.position
+                    )
+                    if progress.position < steps_per_epoch
+                    else iter(())
+                )
+                throughput.reset()
+                for batch, waited in _batches_with_wait(iter(batches)):
+                    state, metrics = p_train_step(state, batch)
+                    progress.position += 1
+                    step = progress.step(steps_per_epoch)
+                    step_metrics.add(step, metrics)
+                    throughput.add(waited)
+                    report_progress(step)
+                    if step % config.log_every_steps == 0 or progress.position == steps_per_epoch:
+                        summary = {**step_metrics.summary(), **throughput.read()}
+                        _write_train_summary(writer, step, total_steps, epoch, summary)
+                    if stop_signals.should_stop(step, config.log_every_steps):
+                        step_metrics.settle()
+                        save()
+                        logging.info('Stopped at step %d; the checkpoint resumes here.', step)
+                        return state
+                    if (
+                        config.checkpoint_every_steps
+                        and step % config.checkpoint_every_steps == 0
+                        and progress.position < steps_per_epoch
+                    ):
+                        step_metrics.settle()
+                        save()
+                if progress.position != steps_per_epoch:
+                    raise RuntimeError(
+                        f'The training input of epoch {epoch} ended after {progress.position} '
+                        f'of {steps_per_epoch} steps.'
+                    )
+                step_metrics.settle()
+                state, validation = _end_epoch(
+                    config, model, state, progress, writer, report_progress, steps_per_epoch
+                )
+                save(validation)
+                if stop_signals.should_stop(progress.step(steps_per_epoch), at_sync_point=True):
+                    logging.info('Stopped after epoch %d; the checkpoint resumes here.', epoch)
+                    return state
+        if config.video_eval_at_end:
+            with report_progress.timed('video evaluation'):
+                _final_video_evaluation(
+                    config, model, state, workdir, writer, dataset.class_names, total_steps
+                )
+    except TrainingDivergedError as error:
+        manager.wait_until_finished()
+        latest = manager.latest_step()
+        kept = (
+            f'The last good checkpoint, {checkpoints.checkpoints_directory(workdir)}/{latest}, '
+            'is kept.'
+            if latest is not None
+            else 'No checkpoint had been saved yet.'
+        )
+        raise TrainingDivergedError(f'{error} {kept}') from None
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+    return state
+
+
+def _write_train_summary(
+    writer: metric_writers.MetricWriter,
+    step: int,
+    total_steps: int,
+    epoch: int,
+    summary: Mapping[str, float],
+) -> None:
+    writer.write_scalars(step, {f'train/{key}': value for key, value in summary.items()})
+    logging.info(
+        'epoch %d step %d/%d: loss %.4f, accuracy %.3f, lr %.3g, %.1f clips/s, '
+        '%.0f%% of the time waiting for input',
+        epoch,
+        step,
+        total_steps,
+        summary['loss'],
+        summary['accuracy'],
+        summary['learning_rate'],
+        summary['clips_per_second'],
+        100 * summary['input_wait_fraction'],
+    )
+
+
+def ensure_dataset(config: ml_collections.ConfigDict) -> None:
+    """Builds the dataset if the config asks for it; process 0 first, the others after it."""
+    if jax.process_index() == 0:
+        build_ucf101.ensure_dataset(config.data)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('r3d_jax dataset ready')
+        build_ucf101.ensure_dataset(config.data)
+
+
+def _end_epoch(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    state: TrainState,
+    progress: Progress,
+    writer: metric_writers.MetricWriter,
+    report_progress: periodic_actions.ReportProgress,
+    steps_per_epoch: int,
+) -> tuple[TrainState, dict[str, float] | None]:
+    """Validation (when due), the plateau scheduler, and the move to the next epoch.
+
+    Returns the state (with the plateau's learning rate) and the validation metrics that rank
+    the epoch's checkpoint, or None when this epoch was not validated.
+    """
+    epoch = progress.epoch
+    step = (epoch + 1) * steps_per_epoch
+    validation = None
+    if config.eval_every_epochs and (epoch + 1) % config.eval_every_epochs == 0:
+        with report_progress.timed('validation'):
+            result = evaluation.evaluate(config, model, state.variables, mode='clip')
+        validation = {'val_loss': result.clip_loss, checkpoints.BEST_METRIC: result.clip_top1}
+        best = progress.best_val_accuracy
+        progress.best_val_accuracy = max(result.clip_top1, best if best is not None else -1.0)
+        writer.write_scalars(
+            step,
+            {
+                'val/loss': result.clip_loss,
+                'val/accuracy': result.clip_top1,
+                'val/top5_accuracy': result.clip_top5,
+                'val/best_accuracy': progress.best_val_accuracy,
+            },
+        )
+        logging.info(
+            'epoch %d validation: loss %.4f, clip accuracy %.4f (top-5 %.4f, best %.4f).',
+            epoch,
+            result.clip_loss,
+            result.clip_top1,
+            result.clip_top5,
+            progress.best_val_accuracy,
+        )
+        if config.schedule.name == 'plateau':
+            previous = progress.plateau.learning_rate
+            progress.plateau = optimizers.update_plateau(
+                progress.plateau,
+                result.clip_loss,
+                factor=config.schedule.plateau_factor,
+                patience=config.schedule.plateau_patience,
+                threshold=config.schedule.plateau_threshold,
+            )
+            if progress.plateau.learning_rate != previous:
+                logging.info(
+                    'Validation loss has not improved for %d epochs: learning rate %.3g -> %.3g.',
+                    config.schedule.plateau_patience + 1,
+                    previous,
+                    progress.plateau.learning_rate,
+                )
+    if config.schedule.name == 'plateau':
+        learning_rate = replicate(
+            np.float32(progress.plateau.learning_rate), jax.local_devices()
+        )
+        state = state.replace(
+            opt_state=optimizers.set_learning_rate(state.opt_state, learning_rate)
+        )
+    progress.epoch += 1
+    progress.position = 0
+    writer.flush()
+    return state, validation
+
+
+def _final_video_evaluation(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    state: TrainState,
+    workdir: str,
+    writer: metric_writers.MetricWriter,
+    class_names: Sequence[str],
+    step: int,
+) -> evaluation.EvalResult:
+    """The paper's number: video accuracy over every clip of every test video."""
+    result = evaluation.evaluate(config, model, state.variables, mode='video')
+    logging.info(
+        'Video accuracy: top-1 %.4f, top-5 %.4f, mean class accuracy %.4f (%d videos).',
+        result.video_top1,
+        result.video_top5,
+        result.mean_class_accuracy,
+        result.num_videos,
+    )
+    if jax.process_index() == 0:
+        evaluation.write_report(
+            result, workdir=workdir, class_names=class_names, writer=writer, step=step
+        )
+    return result
