@@ -1,21 +1,27 @@
 """Frame extraction speed: this project's build against the reference's ffmpeg extraction.
 
-    python -m benchmarks.build_speed [--videos=30] [--frames_per_video=150] [--workers=0]
+    python -m benchmarks.build_speed [--videos=60] [--frames_per_video=150] [--workers=0]
 
 Both read the same synthetic 320x240 XviD AVI videos (UCF-101's format). This project's build
 decodes with PyAV, resizes and JPEG-encodes in worker processes and writes TFRecords through TFDS
 (`r3d_jax.data.build_ucf101.build_dataset`). The reference (3D-ResNets-PyTorch,
 `utils/video_jpg_ucf101_hmdb51.py`) runs the ffmpeg CLI once per video, writing one JPEG file
-per frame (`ffmpeg -i v.avi -vf scale=-1:<size> image_%05d.jpg`); here each ffmpeg runs with one
-thread, so that one process is one worker, as in the build. Both are timed with one worker and
-with `--workers`, and both are projected to full UCF-101 (about 2.5 M frames) on 16 cores.
+per frame (`ffmpeg -i v.avi -vf scale=-1:<size> image_%05d.jpg`, its default JPEG quality);
+here each ffmpeg runs with one thread, so that one process is one worker, as in the build.
+
+Each is timed with one worker and with `--workers`. Besides wall time, the CPU time of this
+process and its children is measured: frames per CPU-second does not depend on what else runs
+on the machine, and projects full UCF-101 (about 2.5 M frames) onto 16 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
+import functools
 import glob
+import importlib
 import os
 import resource
 import shutil
@@ -23,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-# Imported before any timing, so that no build pays for it.
-import tensorflow  # noqa: F401
+import tensorflow_datasets as tfds
 
 from r3d_jax.data import build_ucf101, synthetic, ucf101
 
@@ -33,10 +39,31 @@ UCF101_FRAMES = 2_500_000
 PROJECTION_CORES = 16
 
 
-def _build(raw_dir: str, data_dir: str, frame_short_side: int, workers: int) -> tuple[float, float]:
-    """Wall seconds of one build, and CPU seconds spent in this (the writing) process."""
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    wall: float  # Seconds.
+    cpu: float  # CPU seconds of this process and of its children.
+    main_cpu: float  # CPU seconds of this process alone.
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(run: Callable[[], None]) -> Timing:
+    """Times `run`; children's CPU counts once they are waited for, as pools and runs do."""
+    main_before = _cpu_seconds(resource.RUSAGE_SELF)
+    children_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    main_cpu = _cpu_seconds(resource.RUSAGE_SELF) - main_before
+    children_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
+    return Timing(wall=wall, cpu=main_cpu + children_cpu, main_cpu=main_cpu)
+
+
+def _build(raw_dir: str, data_dir: str, frame_short_side: int, workers: int) -> None:
     build_ucf101.build_dataset(
         os.path.join(raw_dir, synthetic.VIDEOS_DIRNAME),
         os.path.join(raw_dir, synthetic.SPLITS_DIRNAME),
@@ -44,12 +71,6 @@ def _build(raw_dir: str, data_dir: str, frame_short_side: int, workers: int) -> 
         frame_short_side=frame_short_side,
         workers=workers,
     )
-    seconds = time.perf_counter() - start
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    main_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
-        cpu_after.ru_stime - cpu_before.ru_stime
-    )
-    return seconds, main_cpu
 
 
 def _ffmpeg_one(video: str, out_dir: str, frame_short_side: int) -> None:
@@ -61,9 +82,8 @@ def _ffmpeg_one(video: str, out_dir: str, frame_short_side: int) -> None:
     )
 
 
-def _ffmpeg(videos: list[str], out_dir: str, frame_short_side: int, workers: int) -> float:
-    """Wall seconds to extract every video with `workers` ffmpeg processes at a time."""
-    start = time.perf_counter()
+def _ffmpeg(videos: list[str], out_dir: str, frame_short_side: int, workers: int) -> None:
+    """Extracts every video with `workers` ffmpeg processes at a time."""
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         jobs = [
             pool.submit(_ffmpeg_one, video, os.path.join(out_dir, str(i)), frame_short_side)
@@ -71,14 +91,12 @@ def _ffmpeg(videos: list[str], out_dir: str, frame_short_side: int, workers: int
         ]
         for job in jobs:
             job.result()
-    return time.perf_counter() - start
 
 
-def _row(method: str, workers: int, frames: int, seconds: float, bytes_per_frame: float) -> str:
-    rate = frames / seconds
+def _row(method: str, workers: int, frames: int, timing: Timing, stored_bytes: int) -> str:
     return (
-        f'{method:<34} {workers:>7} {frames:>7} {seconds:>8.1f} {rate:>9.0f} '
-        f'{rate / workers:>11.0f} {bytes_per_frame / 1000:>8.1f}'
+        f'{method:<34} {workers:>7} {frames:>7} {timing.wall:>7.1f} {frames / timing.wall:>9.0f} '
+        f'{frames / timing.cpu:>10.0f} {stored_bytes / frames / 1000:>8.1f}'
     )
 
 
@@ -88,13 +106,17 @@ def _hours(frames_per_second: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--videos', type=int, default=30, help='Videos to extract (10 classes).')
+    parser.add_argument('--videos', type=int, default=60, help='Videos to extract (10 classes).')
     parser.add_argument('--frames_per_video', type=int, default=150)
     parser.add_argument('--frame_short_side', type=int, default=128)
     parser.add_argument('--workers', type=int, default=0, help='0: one per CPU core.')
     parser.add_argument('--work_dir', default='', help='Scratch space; default: a temp dir.')
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
+    tfds.disable_progress_bar()
+    # TensorFlow writes the records: import it before any timing, so no build pays for it. Not
+    # at the top: decoding processes re-import this module and must stay light.
+    importlib.import_module('tensorflow')
     ffmpeg = shutil.which('ffmpeg')
     if ffmpeg is None:
         print(
@@ -118,42 +140,41 @@ def main() -> None:
     frames = len(videos) * args.frames_per_video
     print(f'{len(videos)} videos, {frames} frames of 320x240 -> short side {args.frame_short_side}')
 
-    rows, rates = [], {}
+    rows, timings = [], {}
     for count in sorted({1, workers}):
         data_dir = os.path.join(work_dir, f'tfds_{count}')
-        seconds, main_cpu = _build(raw_dir, data_dir, args.frame_short_side, count)
+        timing = _timed(functools.partial(_build, raw_dir, data_dir, args.frame_short_side, count))
         directory = ucf101.dataset_dir(data_dir, 1, args.frame_short_side)
         stored = sum(os.path.getsize(f) for f in glob.glob(os.path.join(directory, '*.tfrecord*')))
-        rows.append(_row('r3d-jax build (PyAV, JPEG, TFDS)', count, frames, seconds,
-                         stored / frames))
-        rates[('build', count)] = frames / seconds
-        main_ms_per_frame = 1000 * main_cpu / frames
+        rows.append(_row('r3d-jax build (PyAV, JPEG, TFDS)', count, frames, timing, stored))
+        timings[('build', count)] = timing
     if ffmpeg is not None:
         for count in sorted({1, workers}):
             out_dir = os.path.join(work_dir, f'ffmpeg_{count}')
-            seconds = _ffmpeg(videos, out_dir, args.frame_short_side, count)
+            run = functools.partial(_ffmpeg, videos, out_dir, args.frame_short_side, count)
+            timing = _timed(run)
             written = glob.glob(os.path.join(out_dir, '*', '*.jpg'))
             stored = sum(os.path.getsize(f) for f in written)
-            rows.append(_row('reference: ffmpeg CLI, JPEG files', count, len(written), seconds,
-                             stored / len(written)))
-            rates[('ffmpeg', count)] = len(written) / seconds
+            rows.append(_row('reference: ffmpeg CLI, JPEG files', count, len(written), timing,
+                             stored))
+            timings[('ffmpeg', count)] = timing
 
-    print(f'\n{"method":<34} {"workers":>7} {"frames":>7} {"seconds":>8} {"frames/s":>9} '
-          f'{"per worker":>11} {"kB/frame":>8}')
+    print(f'\n{"method":<34} {"workers":>7} {"frames":>7} {"wall s":>7} {"frames/s":>9} '
+          f'{"frames/CPUs":>10} {"kB/frame":>8}')
     print('\n'.join(rows))
 
-    # The build's writing process serialises every frame; with 16 cores it keeps one core and
-    # the other 15 decode, and it cannot write faster than its own per-frame cost allows.
-    per_worker = rates[('build', 1)]
-    writer_limit = 1000 / main_ms_per_frame
-    build_rate = min(per_worker * (PROJECTION_CORES - 1), writer_limit)
-    print(f'\nWriting process: {main_ms_per_frame:.3f} ms CPU per frame '
+    # The build's writing process serialises every frame; it keeps one of the 16 cores, and it
+    # cannot write faster than its own CPU cost per frame allows.
+    build = timings[('build', workers)]
+    writer_limit = frames / build.main_cpu
+    build_rate = min(frames / build.cpu * PROJECTION_CORES, writer_limit)
+    print(f'\nWriting process: {1000 * build.main_cpu / frames:.3f} ms CPU per frame '
           f'(at most {writer_limit:.0f} frames/s).')
     print(f'Projected full UCF-101 ({UCF101_FRAMES / 1e6:.1f} M frames) on {PROJECTION_CORES} '
-          f'cores, from one-worker rates:')
+          'cores, from frames per CPU-second with all workers:')
     print(f'  r3d-jax build: {build_rate:.0f} frames/s -> {_hours(build_rate)}')
     if ffmpeg is not None:
-        ffmpeg_rate = rates[('ffmpeg', 1)] * PROJECTION_CORES
+        ffmpeg_rate = frames / timings[('ffmpeg', workers)].cpu * PROJECTION_CORES
         print(f'  ffmpeg CLI:    {ffmpeg_rate:.0f} frames/s -> {_hours(ffmpeg_rate)}')
     if not args.work_dir:
         shutil.rmtree(work_dir)

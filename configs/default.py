@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.raw_dir = 'data/synthetic_ucf101'
     # The synthetic stand-in (r3d_jax/data/synthetic.py): UCF-101's format, one motion per class.
     config.data.synthetic = ml_collections.ConfigDict()
-    config.data.synthetic.num_classes = 101  # At most 105; the first classes are the easiest.
+    config.data.synthetic.num_classes = 101  # At most 147; the first ten are the easiest.
     config.data.synthetic.num_groups = 25  # Split by group like UCF-101 (7 test groups of 25).
     config.data.synthetic.clips_per_group = 4
     config.data.synthetic.min_frames = 12  # Video lengths are uniform in [min_frames, max_frames].

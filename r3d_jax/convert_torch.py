@@ -326,6 +326,7 @@ def main(argv: list[str]) -> None:
         {
             'model': config.model.to_dict(),
             'input': config.input.to_dict(),
+            'data': {'frame_short_side': config.data.frame_short_side},
             'class_names': None,
             'source': source,
             'conversion': dataclasses.asdict(report),

@@ -101,33 +101,37 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def initial_variables(
     config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
 ) -> dict[str, Any]:
-    """Fresh variables, overwritten by `config.init_from` except `config.init_from_skip`."""
-    fresh = jax.device_get(init_variables(model, rng, evaluation.clip_shape(config)))
+    """Fresh variables, or `config.init_from`'s with `config.init_from_skip` modules fresh.
+
+    The checkpoint is checked against the model's shapes before anything is computed.
+    """
+    clip_shape = evaluation.clip_shape(config)
     if not config.init_from:
-        return fresh
-    source = f'config.init_from checkpoint {config.init_from}'
-    loaded, metadata = checkpoints.load_variables(config.init_from)
+        return jax.device_get(init_variables(model, rng, clip_shape))
+    expected = evaluation.expected_variables(model, clip_shape)
     skip = set(config.init_from_skip)
-    unknown = sorted(skip - set(fresh['params']) - set(fresh['batch_stats']))
-    if unknown:
+    modules = set(expected['params']) | set(expected['batch_stats'])
+    if skip - modules:
         raise ConfigError(
-            f'config.init_from_skip names {unknown}, which the model does not have '
-            f'(its modules: {sorted(fresh["params"])}).'
+            f'config.init_from_skip names {sorted(skip - modules)}, which the model does not '
+            f'have (its modules: {sorted(expected["params"])}).'
         )
 
     def without_skipped(variables: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            collection: {m: v for m, v in modules.items() if m not in skip}
-            for collection, modules in variables.items()
+            collection: {m: v for m, v in tree.items() if m not in skip}
+            for collection, tree in variables.items()
         }
 
-    kept = without_skipped(loaded)
-    evaluation.check_variables_fit(kept, without_skipped(fresh), source)
+    source = f'config.init_from checkpoint {config.init_from}'
+    loaded, metadata = checkpoints.load_variables(config.init_from)
+    variables = without_skipped(loaded)
+    evaluation.check_variables_fit(variables, without_skipped(expected), source)
     _warn_on_other_normalisation(config, metadata, source)
-    merged = {
-        collection: {**modules, **kept.get(collection, {})} for collection, modules in fresh.items()
-    }
-    return jax.tree.map(lambda value, like: np.asarray(value, like.dtype), merged, fresh)
+    if skip:
+        fresh = jax.device_get(init_variables(model, rng, clip_shape))
+        variables = {c: {**fresh[c], **variables.get(c, {})} for c in fresh}
+    return jax.tree.map(lambda value, like: np.asarray(value, like.dtype), variables, expected)
 
 
 def _warn_on_other_normalisation(
@@ -186,6 +190,7 @@ def checkpoint_metadata(
     return {
         'model': config.model.to_dict(),
         'input': config.input.to_dict(),
+        'data': {'frame_short_side': config.data.frame_short_side},
         'class_names': list(class_names),
         'epoch': progress.epoch,
         'step': progress.step(steps_per_epoch),
@@ -303,8 +308,6 @@ class StepMetrics:
         """Means since the last summary."""
         self.settle()
         collected, self._collected = self._collected, []
-        if not collected:
-            return {}
         return {
             key: float(np.mean([m[key] for m in collected]))
             for key in ('loss', 'accuracy', 'learning_rate')
@@ -325,8 +328,10 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+        # Python delivers signals to the main thread only; elsewhere the defaults stay.
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -52,6 +52,10 @@ def get_config():
     config.model.stem_temporal_kernel = 3
     config.model.dtype = 'float32'
     config.optimizer.learning_rate = 0.01
+    # No validation loss counts as an improvement, so the plateau halves the rate every epoch.
+    config.schedule.plateau_patience = 0
+    config.schedule.plateau_threshold = 1.0
+    config.schedule.plateau_factor = 0.5
     config.batch_size = {batch_size}
     config.eval_batch_size = 8
     config.num_epochs = 2
@@ -261,13 +265,14 @@ def test_the_final_checkpoint_records_where_training_ended(straight_run):
     variables, _, metadata, loop_state = read_final_checkpoint(straight_run)
     assert metadata['step'] == 4 and metadata['epoch'] == 2 and metadata['position_in_epoch'] == 0
     assert metadata['class_names'] is not None and len(metadata['class_names']) == 4
-    assert loop_state['plateau']['learning_rate'] == pytest.approx(0.01)
+    assert loop_state['plateau']['learning_rate'] == pytest.approx(0.01 / 4)
     assert set(variables) == {'params', 'batch_stats'}
     with open(os.path.join(straight_run, 'eval_video.json')) as file:
         assert 0 <= json.load(file)['video_top1'] <= 1
 
 
 def test_tensorboard_events_hold_training_validation_and_video_scalars(straight_run):
+    import tensorflow as tf
     from tensorboard.backend.event_processing import event_accumulator
 
     accumulator = event_accumulator.EventAccumulator(straight_run, size_guidance={'tensors': 0})
@@ -286,6 +291,12 @@ def test_tensorboard_events_hold_training_validation_and_video_scalars(straight_
         assert tag in tags, f'{tag} missing from {sorted(tags)}'
     losses = accumulator.Tensors('train/loss')
     assert [event.step for event in losses] == [1, 2, 3, 4]
+    # The plateau scheduler's rate reaches the optimiser: halved after epoch 0's validation.
+    rates = [
+        float(tf.make_ndarray(event.tensor_proto))
+        for event in accumulator.Tensors('train/learning_rate')
+    ]
+    np.testing.assert_allclose(rates, [0.01, 0.01, 0.005, 0.005], rtol=1e-6)
 
 
 def _stop_at_step(monkeypatch, stop_step: int, steps_per_epoch: int) -> None:
@@ -366,7 +377,7 @@ def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_config_path,
             if 'step 3/' in line:
                 process.send_signal(signal.SIGTERM)
                 break
-        output, _ = process.communicate(timeout=300)
+        _, output = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()

@@ -1,8 +1,10 @@
 """UCF-101 split files, video resolution, frame decoding and the dataset's locations."""
 
+import concurrent.futures
 import io
 import os
 import re
+from concurrent.futures.process import BrokenProcessPool
 
 import av
 import numpy as np
@@ -243,3 +245,20 @@ def test_builder_configs_are_named_by_split_and_frame_size():
         ucf101.builder_config(0, 128)
     with pytest.raises(ValueError, match='frame_short_side'):
         ucf101.builder_config(1, 0)
+
+
+class _BrokenPool(concurrent.futures.Executor):
+    """A pool whose decoding process has died: every result is a BrokenProcessPool."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = concurrent.futures.Future()
+        future.set_exception(BrokenProcessPool('worker died'))
+        return future
+
+
+def test_a_dead_decoding_process_names_the_videos_in_flight():
+    results = ucf101.decode_in_order(['a.avi', 'b.avi', 'c.avi'], 128, _BrokenPool(), window=2)
+    with pytest.raises(RuntimeError, match='A decoding process died') as failure:
+        next(results)
+    assert 'a.avi' in str(failure.value) and 'b.avi' in str(failure.value)
+    assert 'c.avi' not in str(failure.value)

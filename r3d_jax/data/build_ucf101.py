@@ -56,7 +56,9 @@ def build_dataset(
     """Builds one (split, frame size) configuration and returns its dataset directory.
 
     Reuses a complete build; removes what an interrupted build left and builds again.
-    `workers=0` decodes with one process per CPU core.
+    `workers=0` decodes with one process per CPU core. The decoding processes are spawned, so
+    each imports the launching script (its `__main__`) again: keep its top level light and its
+    work under `if __name__ == '__main__':`.
     """
     _forbid_network()
     directory = ucf101.dataset_dir(data_dir, split_number, frame_short_side)
@@ -142,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         '--allow_skips', action='store_true', help='Build without videos that fail to decode.'
     )
     args = parser.parse_args(argv)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow loads lazily, in the build.
     tfds.disable_progress_bar()  # The build shows its own bar, with frame rate and ETA.
     try:
         build_dataset(

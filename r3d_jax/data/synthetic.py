@@ -48,16 +48,16 @@ FILE_NAME_QUIRKS = {'HandstandPushups': 'HandStandPushups'}
 # UCF-101 has 25 groups and tests on 7 of them per split (groups 1-7, 8-14, 15-21).
 TEST_GROUP_FRACTION = 7 / 25
 
-FAST, SLOW = 9.0, 3.5  # Drift speeds, pixels per frame at 320x240 (over 2x apart).
-SWING_AMPLITUDE = 40.0  # Pixels either side of the centre.
+FAST, SLOW = 14.0, 5.5  # Drift speeds, pixels per frame at 320x240 (over 2x apart).
+SWING_AMPLITUDE = 60.0  # Pixels either side of the centre.
 SWING_PERIOD = 14.0  # Frames: any clip of 8 frames sees the object turn back.
-ORBIT_RADIUS = 55.0
+ORBIT_RADIUS = 70.0
 ORBIT_PERIOD = 24.0
-SPIN_DEGREES = 12.0  # Per frame.
-ZOOM_SPAN = 1.0  # 'expand'/'contract': log-size sweeps this range, then starts over...
-ZOOM_PERIOD = 20.0  # ...every this many frames (a sawtooth: 5 % per frame).
+SPIN_DEGREES = 20.0  # Per frame.
+ZOOM_SPAN = 1.5  # 'expand'/'contract': log-size sweeps this range, then starts over...
+ZOOM_PERIOD = 30.0  # ...every this many frames (a sawtooth: 5 % per frame).
 PULSE_PERIOD = 10.0
-PULSE_AMPLITUDE = 0.35  # Log-size.
+PULSE_AMPLITUDE = 0.45  # Log-size.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _contrasting_colours(rng: np.random.Generator, count: int) -> np.ndarray:
 def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A high-contrast pattern (checkers, stripes or blocks) that makes motion visible."""
     yy, xx = np.mgrid[0:height, 0:width]
-    cell = rng.uniform(8, 16)
+    cell = rng.uniform(14, 28)  # Coarse enough to survive downscaling to ~32 px frames.
     style = rng.integers(3)
     colours = _contrasting_colours(rng, 3)
     if style == 0:
@@ -240,7 +240,7 @@ def _background(rng: np.random.Generator) -> Image.Image:
 
 def _sprite(rng: np.random.Generator) -> Image.Image:
     """A textured object of random shape, with an alpha mask, about a third of the height."""
-    size = int(rng.uniform(60, 90))
+    size = int(rng.uniform(80, 120))
     mask = Image.new('L', (size, size), 0)
     draw = ImageDraw.Draw(mask)
     shape = rng.integers(3)

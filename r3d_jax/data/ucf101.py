@@ -26,6 +26,8 @@ import av
 import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
+from av.video.reformatter import VideoReformatter
+from PIL import Image
 
 DATASET_NAME = 'ucf101_frames'
 DATASET_VERSION = '1.0.0'
@@ -270,18 +272,28 @@ def decode_video(path: str, frame_short_side: int) -> DecodedVideo:
             if not container.streams.video:
                 raise VideoDecodeError('no video stream')
             stream = container.streams.video[0]
-            stream.codec_context.thread_count = 1  # Parallelism comes from worker processes.
+            stream.codec_context.thread_count = 1
             rate = stream.average_rate or stream.guessed_rate
             if not rate:
                 raise VideoDecodeError('no frame rate in the container')
+            # One reformatter per video keeps its scaling context: creating it per frame (as
+            # `frame.to_image(width=...)` does) costs more than decoding and encoding together.
+            reformatter = VideoReformatter()
             frames = []
             for frame in container.decode(stream):
                 width, height = frame_size(frame.width, frame.height, frame_short_side)
-                image = frame.to_image(width=width, height=height, interpolation='BICUBIC')
+                rgb = reformatter.reformat(
+                    frame,
+                    width=width,
+                    height=height,
+                    format='rgb24',
+                    interpolation='BICUBIC',
+                    threads=1,  # Parallelism comes from worker processes, as for decoding.
+                )
                 buffer = io.BytesIO()
-                image.save(buffer, format='JPEG', quality=JPEG_QUALITY)
+                Image.fromarray(rgb.to_ndarray()).save(buffer, format='JPEG', quality=JPEG_QUALITY)
                 frames.append(buffer.getvalue())
-    except av.FFmpegError as error:
+    except (av.FFmpegError, OSError) as error:
         raise VideoDecodeError(f'cannot be decoded: {error}') from error
     if not frames:
         raise VideoDecodeError('no frames could be decoded')
@@ -294,6 +306,8 @@ def _decode_or_reason(path: str, frame_short_side: int) -> DecodedVideo | str:
         return decode_video(path, frame_short_side)
     except VideoDecodeError as error:
         return str(error)
+    except Exception as error:  # A failure this module does not expect: name the video.
+        raise RuntimeError(f'Unexpected failure while decoding {path}') from error
 
 
 def decode_in_order(
@@ -304,13 +318,26 @@ def decode_in_order(
     At most `window` videos are in flight, so memory stays bounded however slowly the results
     are consumed.
     """
-    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    pending: collections.deque[tuple[str, concurrent.futures.Future]] = collections.deque()
+
+    def next_result() -> DecodedVideo | str:
+        try:
+            return pending[0][1].result()
+        except concurrent.futures.BrokenExecutor as error:
+            in_flight = '\n'.join(f'  {path}' for path, _ in pending)
+            raise RuntimeError(
+                f'A decoding process died (crashed or was killed) with these videos in '
+                f'flight:\n{in_flight}'
+            ) from error
+        finally:
+            pending.popleft()
+
     for path in paths:
-        pending.append(pool.submit(_decode_or_reason, path, frame_short_side))
+        pending.append((path, pool.submit(_decode_or_reason, path, frame_short_side)))
         if len(pending) >= window:
-            yield pending.popleft().result()
+            yield next_result()
     while pending:
-        yield pending.popleft().result()
+        yield next_result()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,987 @@
+r"""Speed of the training step and the evaluation forward pass, against the PyTorch model.
+
+    python benchmarks/train_step.py --output=workdirs/benchmarks/train_step.json  # on a GPU
+    python benchmarks/train_step.py --tiny  # a check on the CPU in well under a minute
+
+Defaults are the GPU measurement: ResNet-18 of `configs/r18_ucf101.py`, batch 128 of 16x112x112
+clips, 101 classes, bfloat16. On the same device(s), in one run, it times:
+- the training step exactly as `train.py` runs it (`r3d_jax.steps.make_p_train_step`: pmap over
+  the local devices, the recipe's optimiser and its state update, BatchNorm statistics, donated
+  state), with the stem conv computed by space-to-depth and directly;
+- the evaluation forward pass of `eval.py` (`r3d_jax.steps.pmapped_eval_step`);
+- the PyTorch implementation of the same model (`tests/torch_resnet3d.py`: same depth, shortcut
+  and classes) trained with torch.optim.SGD of the same hyper-parameters, in fp32 eager (how the
+  reference runs), bf16 autocast + channels_last_3d, and the same + torch.compile; and its
+  evaluation forward pass in the fastest of those modes.
+Clips sit in device memory before timing starts (uint8 for JAX, which normalises on the device;
+normalised float32 for PyTorch, as the reference's loader delivers them), so no input pipeline
+is measured. Each figure is the median over the timed steps, every step waited for.
+
+Each measurement runs in its own process: a failure, a hang (`--measurement_timeout`) or an
+out-of-memory error loses only its own figures, peak device memory is that measurement's own,
+and JAX and PyTorch never share a GPU's memory. The JSON (`--output`) is rewritten after each
+measurement with `"complete": false` until the run ends. `--only` runs a subset, and `--resume`
+keeps the successful measurements of an earlier run with the same settings, so a run cut short
+continues where it stopped (ratios need both sides on the same kind of device).
+
+Achieved TFLOP/s come from an analytic count of the convolutions' and the classifier's
+multiply-adds, training counted as 3x the forward pass; the share of peak is against the
+device's dense bf16 data-sheet peak when the device is known. Nothing here imports TensorFlow,
+so it runs on machines with JAX and PyTorch only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import functools
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+RECIPE = 'configs/r18_ucf101.py'
+# Split 1's training videos: the learning-rate schedule's steps per epoch, as in training.
+UCF101_TRAIN_VIDEOS = 9537
+# Training costs about three forward passes: the forward, the input gradient, the weight gradient.
+TRAIN_FLOPS_PER_FORWARD = 3
+# The forward multiply-adds of one 16x112x112 clip through ResNet-18 with shortcut B.
+RESNET18_FORWARD_MACS = 8.31e9
+RESNET18_MACS_TOLERANCE = 0.005
+# Dense (not sparse) bf16 tensor-core peaks from NVIDIA's data sheets, in TFLOP/s, matched in
+# this order against the device name. The H200 has the H100 SXM's tensor cores and clocks.
+BF16_DENSE_PEAK_TFLOPS = (
+    ('H100 PCIe', 756.0),
+    ('H100 NVL', 835.0),
+    ('H200 NVL', 835.0),
+    ('H100', 989.0),
+    ('H200', 989.0),
+    ('A100', 312.0),
+    ('L40S', 362.0),
+)
+TINY = {
+    'batch_size': 4,
+    'clip_length': 8,
+    'crop_size': 16,
+    'depth': 10,
+    'num_classes': 5,
+    'warmup_steps': 2,
+    'timed_steps': 2,
+}
+TINY_CPU_DEVICES = 4
+GIB = 2**30
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies.
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What every measurement process needs; recorded in the JSON as given."""
+
+    batch_size: int
+    clip_length: int
+    crop_size: int
+    depth: int
+    num_classes: int
+    shortcut: str
+    dtype: str
+    warmup_steps: int
+    timed_steps: int
+    num_devices: int  # JAX devices the step is mapped over; 0: all local devices.
+    torch_compile_on_cpu: bool
+    torch_eval_mode: str  # The PyTorch mode of 'torch_eval'; '': the fastest training mode.
+
+
+class Skipped(Exception):
+    """A measurement that does not apply here; its message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the JAX and PyTorch measurements.
+
+
+def benchmark_config(settings: Settings) -> Any:
+    """The recipe's config with the benchmark's batch, clip shape, model size and dtype."""
+    from configs import r18_ucf101
+
+    config = r18_ucf101.get_config()
+    config.batch_size = settings.batch_size
+    config.eval_batch_size = settings.batch_size
+    config.input.clip_length = settings.clip_length
+    config.input.crop_size = settings.crop_size
+    config.model.depth = settings.depth
+    config.model.num_classes = settings.num_classes
+    config.model.shortcut = settings.shortcut
+    config.model.dtype = settings.dtype
+    return config
+
+
+def random_clips(settings: Settings, leading_shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """uint8 clips [*leading_shape, T, S, S, 3] and int32 labels [*leading_shape]."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    side = settings.crop_size
+    clips = rng.integers(
+        0, 256, (*leading_shape, settings.clip_length, side, side, 3), dtype=np.uint8
+    )
+    labels = rng.integers(0, settings.num_classes, leading_shape, dtype=np.int32)
+    return clips, labels
+
+
+def time_steps(
+    step: Callable[[], Any], wait: Callable[[Any], Any], warmup_steps: int, timed_steps: int
+) -> tuple[dict[str, Any], Any]:
+    """Timings of `step` (each call waited for) after `warmup_steps` calls; the last output.
+
+    The first warm-up call compiles; its time is reported apart from the timed steps.
+    """
+    start = time.perf_counter()
+    output = step()
+    wait(output)
+    first_step_seconds = time.perf_counter() - start
+    for _ in range(warmup_steps - 1):
+        output = step()
+        wait(output)
+    step_ms = []
+    for _ in range(timed_steps):
+        start = time.perf_counter()
+        output = step()
+        wait(output)
+        step_ms.append(1000 * (time.perf_counter() - start))
+    timing = {
+        'first_step_seconds': first_step_seconds,
+        'median_ms': statistics.median(step_ms),
+        'step_ms': step_ms,
+    }
+    return timing, output
+
+
+def rates(kind: str, batch_size: int, timing: dict[str, Any]) -> dict[str, Any]:
+    """ms per training step (or per evaluation batch) and clips/s from a `time_steps` timing."""
+    unit = 'ms_per_step' if kind == 'train' else 'ms_per_batch'
+    return {
+        unit: timing['median_ms'],
+        'clips_per_second': 1000 * batch_size / timing['median_ms'],
+        'first_step_seconds': timing['first_step_seconds'],
+        'step_ms': timing['step_ms'],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX: the project's own steps.
+
+
+def jax_devices(settings: Settings) -> list[Any]:
+    import jax
+
+    local = jax.local_devices()
+    count = settings.num_devices or len(local)
+    if count > len(local):
+        raise ValueError(f'--num_devices={count}, but only {len(local)} local devices exist.')
+    if settings.batch_size % count:
+        raise ValueError(
+            f'--batch_size={settings.batch_size} does not split evenly over {count} devices.'
+        )
+    return local[:count]
+
+
+def jax_device_batch(settings: Settings, devices: list[Any]) -> dict[str, Any]:
+    """A batch [devices, per-device batch, ...] already split over the devices' memory."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from r3d_jax.steps import AXIS
+
+    clips, labels = random_clips(settings, (len(devices), settings.batch_size // len(devices)))
+    sharding = NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
+    return jax.device_put({'clips': clips, 'labels': labels}, sharding)
+
+
+def jax_peak_memory_bytes(devices: list[Any]) -> int | None:
+    """The largest peak of memory in use over `devices`; None where JAX does not track it."""
+    peaks = [(device.memory_stats() or {}).get('peak_bytes_in_use') for device in devices]
+    return None if None in peaks else max(peaks)
+
+
+def jax_fresh_variables(settings: Settings, model: Any) -> dict[str, Any]:
+    """Fresh variables on the host, as `train.py` makes them, from an 'rbg' key.
+
+    The timed steps draw no random numbers, so the generator changes only the initial values;
+    'rbg' compiles in a fraction of threefry's time, which dominates each process's start on
+    a CPU.
+    """
+    import jax
+
+    from r3d_jax.models import init_variables
+
+    clip_shape = (1, settings.clip_length, settings.crop_size, settings.crop_size, 3)
+    key = jax.random.key(benchmark_config(settings).seed, impl='rbg')
+    return jax.device_get(init_variables(model, key, clip_shape))
+
+
+def jax_description(devices: list[Any]) -> dict[str, Any]:
+    import jax
+
+    return {
+        'device_kinds': [device.device_kind for device in devices],
+        'platform': devices[0].platform,
+        'num_devices': len(devices),
+        'jax_version': jax.__version__,
+    }
+
+
+def measure_jax_train(settings: Settings, *, space_to_depth: bool) -> dict[str, Any]:
+    """The training step of `train.py`: the same model, optimiser, state and pmapped step."""
+    import jax
+
+    from r3d_jax import optimizers
+    from r3d_jax.models import create_model
+    from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
+
+    config = benchmark_config(settings)
+    config.model.stem_space_to_depth = space_to_depth
+    devices = jax_devices(settings)
+    model = create_model(config, bn_axis_name=AXIS)
+    tx = optimizers.create_optimizer(config, max(1, UCF101_TRAIN_VIDEOS // config.batch_size))
+    variables = jax_fresh_variables(settings, model)
+    host_state = TrainState(
+        params=variables['params'],
+        batch_stats=variables['batch_stats'],
+        opt_state=jax.device_get(tx.init(variables['params'])),
+    )
+    state = replicate(host_state, devices)
+    batch = jax_device_batch(settings, devices)
+    p_train_step = make_p_train_step(model, tx)
+
+    def step() -> tuple[Any, Any]:
+        nonlocal state
+        state, metrics = p_train_step(state, batch)
+        return state, metrics
+
+    timing, (_, metrics) = time_steps(
+        step, jax.block_until_ready, settings.warmup_steps, settings.timed_steps
+    )
+    metrics = jax.device_get(metrics)
+    return {
+        **rates('train', settings.batch_size, timing),
+        'peak_memory_bytes': jax_peak_memory_bytes(devices),
+        'final_loss': float(metrics['loss']),
+        'finite': bool(metrics['finite']),
+        'stem_space_to_depth': space_to_depth,
+        **jax_description(devices),
+    }
+
+
+def measure_jax_eval(settings: Settings) -> dict[str, Any]:
+    """The evaluation forward pass of `eval.py` (softmax and loss per clip), recipe's stem."""
+    import jax
+
+    from r3d_jax.models import create_model
+    from r3d_jax.steps import AXIS, pmapped_eval_step, replicate
+
+    config = benchmark_config(settings)
+    devices = jax_devices(settings)
+    model = create_model(config, bn_axis_name=AXIS)
+    variables = replicate(jax_fresh_variables(settings, model), devices)
+    batch = jax_device_batch(settings, devices)
+    eval_step = pmapped_eval_step(model)
+    timing, _ = time_steps(
+        lambda: eval_step(variables, batch['clips'], batch['labels']),
+        jax.block_until_ready,
+        settings.warmup_steps,
+        settings.timed_steps,
+    )
+    return {
+        **rates('eval', settings.batch_size, timing),
+        'peak_memory_bytes': jax_peak_memory_bytes(devices),
+        'stem_space_to_depth': config.model.stem_space_to_depth,
+        **jax_description(devices),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch: the same model in tests/torch_resnet3d.py.
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchMode:
+    bf16_autocast: bool
+    channels_last_3d: bool
+    compile: bool
+
+
+TORCH_MODE_LABELS = {
+    'fp32': 'fp32 eager',
+    'bf16_channels_last': 'bf16 + channels_last_3d',
+    'bf16_channels_last_compile': 'bf16 + channels_last_3d + compile',
+}
+TORCH_MODES = {
+    'fp32': TorchMode(bf16_autocast=False, channels_last_3d=False, compile=False),
+    'bf16_channels_last': TorchMode(bf16_autocast=True, channels_last_3d=True, compile=False),
+    'bf16_channels_last_compile': TorchMode(
+        bf16_autocast=True, channels_last_3d=True, compile=True
+    ),
+}
+
+
+def torch_setup(settings: Settings, mode_name: str) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """(device, model, normalised float clips [N, 3, T, S, S] on it, labels, description)."""
+    import numpy as np
+    import torch
+
+    from tests.torch_resnet3d import from_config
+
+    mode = TORCH_MODES[mode_name]
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if mode.compile and device.type == 'cpu' and not settings.torch_compile_on_cpu:
+        raise Skipped('torch.compile is skipped on the CPU (pass --torch_compile_on_cpu).')
+    # cuDNN picks its fastest algorithms, as XLA autotunes its convolutions.
+    torch.backends.cudnn.benchmark = True
+    config = benchmark_config(settings)
+    torch.manual_seed(config.seed)
+    model = from_config(config.model).to(device)
+    clips, labels = random_clips(settings, (settings.batch_size,))
+    value_scale = config.input.value_scale
+    mean = np.asarray(config.input.mean, np.float32)
+    std = np.asarray(config.input.std, np.float32)
+    normalised = ((clips.astype(np.float32) * value_scale - mean) / std).transpose(0, 4, 1, 2, 3)
+    inputs = torch.from_numpy(np.ascontiguousarray(normalised)).to(device)
+    targets = torch.from_numpy(labels.astype(np.int64)).to(device)
+    if mode.channels_last_3d:
+        model = model.to(memory_format=torch.channels_last_3d)
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    if mode.compile:
+        model = torch.compile(model)
+    description = {
+        'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
+        'torch_version': torch.__version__,
+        'cuda_version': torch.version.cuda,
+        'cudnn_version': torch.backends.cudnn.version() if device.type == 'cuda' else None,
+        'cudnn_benchmark': torch.backends.cudnn.benchmark,
+        'cudnn_allow_tf32': torch.backends.cudnn.allow_tf32,
+        'matmul_allow_tf32': torch.backends.cuda.matmul.allow_tf32,
+        'mode': mode_name,
+        **dataclasses.asdict(mode),
+    }
+    return device, model, inputs, targets, description
+
+
+def torch_wait(device: Any) -> Callable[[Any], None]:
+    import torch
+
+    def wait(_: Any) -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    return wait
+
+
+def torch_peak_memory_bytes(device: Any) -> int | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) if device.type == 'cuda' else None
+
+
+def measure_torch_train(settings: Settings, *, mode_name: str) -> dict[str, Any]:
+    """Forward, backward and torch.optim.SGD with the recipe's hyper-parameters."""
+    import torch
+    import torch.nn.functional as F
+
+    device, model, inputs, targets, description = torch_setup(settings, mode_name)
+    mode = TORCH_MODES[mode_name]
+    sgd = benchmark_config(settings).optimizer
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=sgd.learning_rate,
+        momentum=sgd.momentum,
+        dampening=sgd.dampening,
+        weight_decay=sgd.weight_decay,
+        nesterov=sgd.nesterov,
+    )
+    model.train()
+
+    def step() -> Any:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode.bf16_autocast):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), targets)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    timing, loss = time_steps(
+        step, torch_wait(device), settings.warmup_steps, settings.timed_steps
+    )
+    return {
+        **rates('train', settings.batch_size, timing),
+        'peak_memory_bytes': torch_peak_memory_bytes(device),
+        'final_loss': float(loss.detach()),
+        **description,
+    }
+
+
+def measure_torch_eval(settings: Settings) -> dict[str, Any]:
+    """The evaluation forward pass (softmax and loss per clip) in `settings.torch_eval_mode`."""
+    import torch
+    import torch.nn.functional as F
+
+    if not settings.torch_eval_mode:
+        raise Skipped('No PyTorch training mode was measured, so none is the fastest.')
+    device, model, inputs, targets, description = torch_setup(settings, settings.torch_eval_mode)
+    mode = TORCH_MODES[settings.torch_eval_mode]
+    model.eval()
+
+    def step() -> tuple[Any, Any]:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode.bf16_autocast),
+        ):
+            log_probabilities = F.log_softmax(model(inputs).float(), dim=-1)
+            losses = -log_probabilities.gather(1, targets[:, None])[:, 0]
+            return log_probabilities.exp(), losses
+
+    timing, _ = time_steps(step, torch_wait(device), settings.warmup_steps, settings.timed_steps)
+    return {
+        **rates('eval', settings.batch_size, timing),
+        'peak_memory_bytes': torch_peak_memory_bytes(device),
+        **description,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements, each run in its own process.
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    name: str
+    label: str
+    kind: str  # 'train' or 'eval'.
+    framework: str  # 'jax' or 'torch'.
+    run: Callable[[Settings], dict[str, Any]]
+
+
+MEASUREMENTS = (
+    Measurement(
+        'jax_train_space_to_depth',
+        'JAX train, space-to-depth stem',
+        'train',
+        'jax',
+        functools.partial(measure_jax_train, space_to_depth=True),
+    ),
+    Measurement(
+        'jax_train_direct_stem',
+        'JAX train, direct stem',
+        'train',
+        'jax',
+        functools.partial(measure_jax_train, space_to_depth=False),
+    ),
+    Measurement('jax_eval', 'JAX eval forward', 'eval', 'jax', measure_jax_eval),
+    *(
+        Measurement(
+            f'torch_train_{mode}',
+            f'PyTorch train, {TORCH_MODE_LABELS[mode]}',
+            'train',
+            'torch',
+            functools.partial(measure_torch_train, mode_name=mode),
+        )
+        for mode in TORCH_MODES
+    ),
+    Measurement('torch_eval', 'PyTorch eval', 'eval', 'torch', measure_torch_eval),
+)
+MEASUREMENTS_BY_NAME = {measurement.name: measurement for measurement in MEASUREMENTS}
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ends this process when the one that started it ends, however it ends (Linux).
+
+    A run cut short by a time-out must not leave a measurement holding the device.
+    """
+    if sys.platform == 'linux':
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def run_worker(spec_path: str) -> None:
+    """Runs the one measurement that `spec_path` names; writes its result where it says."""
+    with open(spec_path) as file:
+        spec = json.load(file)
+    die_with_parent(spec['parent_pid'])
+    settings = Settings(**spec['settings'])
+    try:
+        result = {'status': 'ok', **MEASUREMENTS_BY_NAME[spec['measurement']].run(settings)}
+    except Skipped as skipped:
+        result = {'status': 'skipped', 'reason': str(skipped)}
+    except Exception as error:
+        result = {
+            'status': 'error',
+            'error': f'{type(error).__name__}: {error}',
+            'traceback': traceback.format_exc()[-4000:],
+        }
+    result['tensorflow_imported'] = 'tensorflow' in sys.modules
+    write_json_atomically(spec['result_path'], result)
+
+
+def measure_in_subprocess(
+    measurement: Measurement, settings: Settings, env: dict[str, str], timeout: float
+) -> dict[str, Any]:
+    """The result of `measurement` run in a fresh process, or the reason there is none."""
+    with tempfile.TemporaryDirectory() as scratch:
+        spec_path = os.path.join(scratch, 'spec.json')
+        result_path = os.path.join(scratch, 'result.json')
+        spec = {
+            'measurement': measurement.name,
+            'settings': dataclasses.asdict(settings),
+            'result_path': result_path,
+            'parent_pid': os.getpid(),
+        }
+        write_json_atomically(spec_path, spec)
+        process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), f'--worker={spec_path}'],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        start = time.perf_counter()
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # The whole group: torch.compile starts worker processes of its own.
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            return {
+                'status': 'error',
+                'error': f'Timed out after {timeout:.0f} s (--measurement_timeout).',
+                'output_tail': output[-3000:],
+            }
+        if not os.path.exists(result_path):
+            return {
+                'status': 'error',
+                'error': f'The measurement process exited with code {process.returncode} '
+                'before writing a result.',
+                'output_tail': output[-3000:],
+            }
+        with open(result_path) as file:
+            result = json.load(file)
+        result['process_seconds'] = time.perf_counter() - start
+        return result
+
+
+def worker_environment(tiny: bool) -> dict[str, str]:
+    python_path = os.pathsep.join(filter(None, (REPO, os.environ.get('PYTHONPATH'))))
+    env = {**os.environ, 'PYTHONPATH': python_path}
+    xla_flags = env.get('XLA_FLAGS', '')
+    if tiny and 'xla_force_host_platform_device_count' not in xla_flags:
+        # Several CPU devices, so that the pmap over devices and synchronised BatchNorm run.
+        flag = f'--xla_force_host_platform_device_count={TINY_CPU_DEVICES}'
+        env['XLA_FLAGS'] = f'{xla_flags} {flag}'.strip()
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Work counts and the device's peak.
+
+
+def forward_macs_per_clip(model: Any, clip_length: int, crop_size: int) -> int:
+    """Multiply-adds of one clip's forward pass, counted from the model's layer shapes.
+
+    Every layer that owns a `kernel` [..., in, out] (the convolutions, the stem conv and the
+    classifier) does, for each of its output values, one multiply-add per kernel entry that
+    feeds it: prod(output shape) * prod(kernel shape[:-1]). The stem counts its stored 7x7
+    kernel, not the zero-padded kernel of its space-to-depth form. Padding is counted as work,
+    as is usual; BatchNorm, pooling and additions are not.
+    """
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    layer_macs = []
+
+    def count(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        output = next_fun(*args, **kwargs)
+        params = context.module.variables.get('params', {})
+        if context.method_name == '__call__' and 'kernel' in params:
+            kernel_shape = params['kernel'].shape
+            layer_macs.append(math.prod(output.shape[1:]) * math.prod(kernel_shape[:-1]))
+        return output
+
+    clip = jax.ShapeDtypeStruct((1, clip_length, crop_size, crop_size, 3), jnp.uint8)
+    with nn.intercept_methods(count):
+        jax.eval_shape(lambda clips: model.init(jax.random.key(0), clips, train=False), clip)
+    return sum(layer_macs)
+
+
+def count_flops(settings: Settings) -> dict[str, Any]:
+    """The benchmarked model's work per clip, and the check of the counter on ResNet-18."""
+    import jax
+
+    # Counting needs no accelerator; this process must leave the devices to the measurements.
+    jax.config.update('jax_platforms', 'cpu')
+    from r3d_jax.models import create_model
+
+    model = create_model(benchmark_config(settings))
+    forward_macs = forward_macs_per_clip(model, settings.clip_length, settings.crop_size)
+    reference = benchmark_config(settings)
+    reference.model.depth, reference.model.shortcut, reference.model.num_classes = 18, 'B', 101
+    resnet18_macs = forward_macs_per_clip(create_model(reference), 16, 112)
+    return {
+        'forward_macs_per_clip': forward_macs,
+        'forward_flops_per_clip': 2 * forward_macs,
+        'train_flops_per_clip': 2 * TRAIN_FLOPS_PER_FORWARD * forward_macs,
+        'train_flops_per_forward_flops': TRAIN_FLOPS_PER_FORWARD,
+        'resnet18_b_16x112x112_forward_macs': resnet18_macs,
+        'resnet18_b_16x112x112_expected_macs': RESNET18_FORWARD_MACS,
+        'resnet18_b_16x112x112_matches': abs(resnet18_macs / RESNET18_FORWARD_MACS - 1)
+        <= RESNET18_MACS_TOLERANCE,
+    }
+
+
+def bf16_dense_peak_tflops(device_name: str) -> float | None:
+    """The data-sheet dense bf16 peak of a known GPU, else None."""
+    for pattern, tflops in BF16_DENSE_PEAK_TFLOPS:
+        if pattern.lower() in device_name.lower():
+            return tflops
+    return None
+
+
+def device_name(result: dict[str, Any]) -> str | None:
+    if 'device_kinds' in result:
+        return result['device_kinds'][0]
+    return result.get('device_name')
+
+
+def add_achieved_tflops(result: dict[str, Any], kind: str, flops: dict[str, Any] | None) -> None:
+    """TFLOP/s of a successful measurement and its share of its device's bf16 peak."""
+    if result.get('status') != 'ok' or not flops or 'error' in flops:
+        return
+    per_clip = flops['train_flops_per_clip' if kind == 'train' else 'forward_flops_per_clip']
+    tflops = result['clips_per_second'] * per_clip / 1e12
+    name = device_name(result)
+    peak = bf16_dense_peak_tflops(name) if name else None
+    result['achieved_tflops'] = tflops
+    result['peak_bf16_dense_tflops'] = peak
+    result['peak_share'] = tflops / peak if peak else None
+
+
+def ratios(measurements: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """This project's rates over the fastest PyTorch training mode's and PyTorch's eval's.
+
+    A ratio is given only when both figures come from the same kind of device (a resumed run
+    may have continued on another machine).
+    """
+
+    def succeeded(name: str) -> dict[str, Any] | None:
+        result = measurements.get(name, {})
+        return result if result.get('status') == 'ok' else None
+
+    torch_train = [succeeded(f'torch_train_{mode}') for mode in TORCH_MODES]
+    torch_train = [result for result in torch_train if result]
+    fastest = max(torch_train, key=lambda result: result['clips_per_second'], default=None)
+
+    def ratio(name: str, baseline: dict[str, Any] | None) -> float | None:
+        result = succeeded(name)
+        if not result or not baseline or device_name(result) != device_name(baseline):
+            return None
+        return result['clips_per_second'] / baseline['clips_per_second']
+
+    return {
+        'fastest_torch_train_mode': fastest['mode'] if fastest else None,
+        'train_space_to_depth_over_fastest_torch': ratio('jax_train_space_to_depth', fastest),
+        'train_direct_stem_over_fastest_torch': ratio('jax_train_direct_stem', fastest),
+        'eval_over_torch_eval': ratio('jax_eval', succeeded('torch_eval')),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+
+def write_json_atomically(path: str, data: Any) -> None:
+    """Readers see the previous file or the new one, never half of one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = f'{path}.tmp'
+    with open(temporary, 'w') as file:
+        json.dump(data, file, indent=2)
+    os.replace(temporary, path)
+
+
+def versions() -> dict[str, str | None]:
+    found = {'python': platform.python_version()}
+    for package in ('jax', 'jaxlib', 'flax', 'optax', 'torch'):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+LABEL_WIDTH = 50
+
+
+def format_header(settings: dict[str, Any]) -> str:
+    return '\n'.join((
+        f'ResNet-{settings["depth"]} (shortcut {settings["shortcut"]}, '
+        f'{settings["num_classes"]} classes), batch {settings["batch_size"]} of '
+        f'{settings["clip_length"]}x{settings["crop_size"]}x{settings["crop_size"]} clips, '
+        f'JAX in {settings["dtype"]}; {settings["warmup_steps"]} warm-up + '
+        f'{settings["timed_steps"]} timed steps, median.',
+        f'{"measurement":<{LABEL_WIDTH}} {"ms/batch":>8} {"clips/s":>9} {"TFLOP/s":>9} '
+        f'{"% peak":>7} {"peak GiB":>9}',
+    ))
+
+
+def format_row(label: str, result: dict[str, Any]) -> str:
+    if result.get('status') != 'ok':
+        why = (result.get('reason') or result.get('error') or '').splitlines()
+        return f'{label:<{LABEL_WIDTH}} {result.get("status"):>8}  {why[0][:100] if why else ""}'
+    ms = result.get('ms_per_step', result.get('ms_per_batch'))
+
+    def optional(value: float | None, spec: str) -> str:
+        return 'n/a' if value is None else format(value, spec)
+
+    memory = result.get('peak_memory_bytes')
+    share = result.get('peak_share')
+    return (
+        f'{label:<{LABEL_WIDTH}} {ms:>8.2f} {result["clips_per_second"]:>9.1f} '
+        f'{optional(result.get("achieved_tflops"), ".3f"):>9} '
+        f'{optional(None if share is None else 100 * share, ".1f"):>7} '
+        f'{optional(None if memory is None else memory / GIB, ".2f"):>9}'
+    )
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """What the table's figures rest on, and the ratios."""
+    lines = []
+    flops = report['flops']
+    if 'error' in flops:
+        lines.append(f'FLOP count failed: {flops["error"]}')
+    else:
+        lines.append(
+            f'Work per clip: {flops["forward_macs_per_clip"] / 1e9:.4g} GMAC forward '
+            f'({flops["forward_flops_per_clip"] / 1e9:.4g} GFLOP), training counted as '
+            f'{TRAIN_FLOPS_PER_FORWARD}x. Counter check, ResNet-18 shortcut B at 16x112x112: '
+            f'{flops["resnet18_b_16x112x112_forward_macs"] / 1e9:.3f} GMAC '
+            f'(expected {RESNET18_FORWARD_MACS / 1e9:.2f}).'
+        )
+    peaks = {
+        device_name(result): result['peak_bf16_dense_tflops']
+        for result in report['measurements'].values()
+        if 'peak_bf16_dense_tflops' in result
+    }
+    lines.append(
+        '% peak is of the dense bf16 data-sheet peak, TFLOP/s: '
+        + '; '.join(f'{name}: {peak or "unknown"}' for name, peak in peaks.items())
+    )
+    r = report['ratios']
+
+    def shown(value: float | None) -> str:
+        return 'n/a' if value is None else f'{value:.2f}x'
+
+    lines.append(
+        f'This project over the fastest PyTorch training ({r["fastest_torch_train_mode"]}): '
+        f'space-to-depth stem {shown(r["train_space_to_depth_over_fastest_torch"])}, direct '
+        f'stem {shown(r["train_direct_stem_over_fastest_torch"])}; evaluation over PyTorch '
+        f'evaluation {shown(r["eval_over_torch_eval"])}.'
+    )
+    v = report['versions']
+    lines.append(f'jax {v["jax"]}, flax {v["flax"]}, torch {v["torch"]}; JSON: {report["output"]}')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main.
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--batch_size', type=int, default=128, help='Global batch per step.')
+    parser.add_argument('--clip_length', type=int, default=16)
+    parser.add_argument('--crop_size', type=int, default=112)
+    parser.add_argument('--depth', type=int, default=18)
+    parser.add_argument('--num_classes', type=int, default=101)
+    parser.add_argument('--shortcut', choices=('A', 'B'), help=f'Default: that of {RECIPE}.')
+    parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='bfloat16')
+    parser.add_argument('--warmup_steps', type=int, default=5, help='Untimed; the first compiles.')
+    parser.add_argument('--timed_steps', type=int, default=20)
+    parser.add_argument('--num_devices', type=int, default=0, help='JAX devices; 0: all local.')
+    parser.add_argument(
+        '--only', default='', help='Comma-separated measurements to run; default: all of '
+        + ', '.join(MEASUREMENTS_BY_NAME) + '.'
+    )
+    parser.add_argument(
+        '--torch_eval_mode', choices=('', *TORCH_MODES), default='',
+        help="PyTorch evaluation mode; '': the fastest PyTorch training mode measured.",
+    )
+    parser.add_argument('--torch_compile_on_cpu', action='store_true')
+    parser.add_argument(
+        '--measurement_timeout', type=float, default=600, help='Seconds per measurement.'
+    )
+    parser.add_argument('--output', default='workdirs/benchmarks/train_step.json')
+    parser.add_argument(
+        '--resume', action='store_true',
+        help='Keep the successful measurements already in --output (same settings) and run '
+        'only the others, e.g. after a time-out.',
+    )
+    parser.add_argument(
+        '--tiny', action='store_true',
+        help='A quick CPU check: ' + ', '.join(f'{k}={v}' for k, v in TINY.items())
+        + f', {TINY_CPU_DEVICES} CPU devices; explicit flags still win.',
+    )
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        parser.set_defaults(**TINY)
+        args = parser.parse_args(argv)
+    unknown = sorted(set(filter(None, args.only.split(','))) - set(MEASUREMENTS_BY_NAME))
+    if unknown:
+        parser.error(f'--only names unknown measurements {unknown}; known: '
+                     f'{", ".join(MEASUREMENTS_BY_NAME)}.')
+    if args.warmup_steps < 1 or args.timed_steps < 1:
+        parser.error('--warmup_steps and --timed_steps must be at least 1.')
+    return args
+
+
+def earlier_results(path: str, settings_record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The successful measurements that an earlier run with the same settings left at `path`."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as file:
+        earlier = json.load(file)
+    if earlier.get('settings') != settings_record:
+        raise SystemExit(
+            f'--resume: {path} was written with the settings {earlier.get("settings")}, not '
+            f'{settings_record}; use another --output or the same flags.'
+        )
+    return {
+        name: result
+        for name, result in earlier.get('measurements', {}).items()
+        if result.get('status') == 'ok'
+    }
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    from configs import r18_ucf101
+
+    return Settings(
+        batch_size=args.batch_size,
+        clip_length=args.clip_length,
+        crop_size=args.crop_size,
+        depth=args.depth,
+        num_classes=args.num_classes,
+        shortcut=args.shortcut or r18_ucf101.get_config().model.shortcut,
+        dtype=args.dtype,
+        warmup_steps=args.warmup_steps,
+        timed_steps=args.timed_steps,
+        num_devices=args.num_devices,
+        torch_compile_on_cpu=args.torch_compile_on_cpu,
+        torch_eval_mode=args.torch_eval_mode,
+    )
+
+
+def run_measurements(
+    args: argparse.Namespace,
+    settings: Settings,
+    report: dict[str, Any],
+    kept: dict[str, dict[str, Any]],
+) -> None:
+    """Fills `report['measurements']` in order, taking `kept` results as they are and running
+    the others that `--only` selects; rewrites the JSON after each one."""
+    selected = set(filter(None, args.only.split(','))) or set(MEASUREMENTS_BY_NAME)
+    env = worker_environment(args.tiny)
+    torch_installed = importlib.util.find_spec('torch') is not None
+    for measurement in MEASUREMENTS:
+        if measurement.name in kept:
+            result = kept[measurement.name]
+        elif measurement.name not in selected:
+            continue
+        elif measurement.framework == 'torch' and not torch_installed:
+            result = {'label': measurement.label, 'status': 'skipped'}
+            result['reason'] = 'PyTorch is not installed.'
+        else:
+            label = measurement.label
+            if measurement.name == 'torch_eval':
+                if not settings.torch_eval_mode:
+                    fastest = ratios(report['measurements'])['fastest_torch_train_mode']
+                    settings = dataclasses.replace(settings, torch_eval_mode=fastest or '')
+                if settings.torch_eval_mode:
+                    label = f'PyTorch eval, {TORCH_MODE_LABELS[settings.torch_eval_mode]}'
+            result = measure_in_subprocess(measurement, settings, env, args.measurement_timeout)
+            result = {'label': label, 'kind': measurement.kind, **result}
+            add_achieved_tflops(result, measurement.kind, report['flops'])
+        report['measurements'][measurement.name] = result
+        report['ratios'] = ratios(report['measurements'])
+        report['tensorflow_imported'] |= bool(result.get('tensorflow_imported'))
+        write_json_atomically(args.output, report)
+        print(format_row(result['label'], result), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        run_worker(args.worker)
+        return
+    settings = settings_from_args(args)
+    report: dict[str, Any] = {
+        'complete': False,
+        'output': args.output,
+        'settings': {**dataclasses.asdict(settings), 'recipe': RECIPE, 'tiny': args.tiny},
+        'environment': {
+            key: worker_environment(args.tiny).get(key) for key in ('XLA_FLAGS', 'JAX_PLATFORMS')
+        },
+        'versions': versions(),
+        'flops': None,
+        'measurements': {},
+        'ratios': ratios({}),
+        'tensorflow_imported': False,
+    }
+    try:
+        report['flops'] = count_flops(settings)
+    except Exception as error:
+        report['flops'] = {'error': f'{type(error).__name__}: {error}'}
+    # Read before the first write replaces the file.
+    kept = earlier_results(args.output, report['settings']) if args.resume else {}
+    write_json_atomically(args.output, report)
+    print(format_header(report['settings']), flush=True)
+    run_measurements(args, settings, report, kept)
+    report['tensorflow_imported'] |= 'tensorflow' in sys.modules
+    report['complete'] = True
+    write_json_atomically(args.output, report)
+    print(format_summary(report))
+
+    problems = []
+    if report['tensorflow_imported']:
+        problems.append('TensorFlow was imported; the GPU machines do not have it.')
+    flops = report['flops']
+    if 'error' in flops or not flops['resnet18_b_16x112x112_matches']:
+        problems.append(
+            f'The FLOP counter does not give ResNet-18 its {RESNET18_FORWARD_MACS / 1e9} GMAC '
+            f'per clip: {flops}.'
+        )
+    if problems:
+        raise SystemExit('\n'.join(problems))
+
+
+if __name__ == '__main__':
+    main()
