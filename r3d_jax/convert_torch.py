@@ -1,7 +1,7 @@
 """Imports PyTorch 3D ResNet weights (reference layout or torchvision r3d) into r3d-jax.
 
-    python -m r3d_jax.convert_torch --checkpoint=r3d18_K_200ep.pth \
-        --config=configs/r18_ucf101_finetune.py --output=workdirs/r3d18_kinetics
+    python -m r3d_jax.convert_torch --checkpoint=resnet-18-kinetics.pth \
+        --config=configs/r18_ucf101_finetune.py --output=weights/r18_kinetics
 
 reads a reference checkpoint (a dict with `state_dict`, as the reference's training saves it)
 or a bare state_dict, checks every tensor's name and shape against the model that the config

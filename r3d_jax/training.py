@@ -1,9 +1,9 @@
 """The training loop: data-parallel SGD over all local devices, validation, checkpoints.
 
-Reads top to bottom in the order things happen: the loss and metrics, the per-device train
-step (written once with named-axis collectives and run under `jax.pmap`), the training state
-and where it comes from (fresh, `config.init_from`, or the workdir's latest checkpoint), the
-bookkeeping around steps (metrics, signals, checkpoints), and `train_and_evaluate`.
+Reads top to bottom in the order things happen: the config check, the training state and where
+it comes from (fresh, `config.init_from`, or the workdir's latest checkpoint), the bookkeeping
+around steps (metrics, signals, checkpoints), and `train_and_evaluate`. The per-device train
+step itself (named-axis collectives under `jax.pmap`) is in `r3d_jax.steps`.
 
 Resuming is exact: a checkpoint holds the variables, the optimiser state, the position in the
 epoch and the plateau scheduler's state, and the input pipeline is deterministic given

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from r3d_jax import checkpoints, evaluation, optimizers, training
+from r3d_jax import checkpoints, evaluation, optimizers, steps, training
 from r3d_jax.data import input_pipeline, ucf101
 from r3d_jax.models import create_model, init_variables
 
@@ -165,10 +165,10 @@ def _random_batch(config, num_devices: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _train_on_devices(config, initial_state, num_devices: int, num_steps: int):
-    model = create_model(config, bn_axis_name=training.AXIS)
+    model = create_model(config, bn_axis_name=steps.AXIS)
     tx = optimizers.create_optimizer(config, steps_per_epoch=2)
-    state = training.replicate(initial_state, jax.local_devices()[:num_devices])
-    p_train_step = training.make_p_train_step(model, tx)
+    state = steps.replicate(initial_state, jax.local_devices()[:num_devices])
+    p_train_step = steps.make_p_train_step(model, tx)
     for step in range(num_steps):
         state, metrics = p_train_step(state, _random_batch(config, num_devices, seed=step))
         assert bool(metrics['finite'])
@@ -179,7 +179,7 @@ def test_four_devices_and_one_device_reach_the_same_state(tiny_config):
     tiny_config.optimizer.learning_rate = 0.1
     initial = training.create_train_state(
         tiny_config,
-        create_model(tiny_config, bn_axis_name=training.AXIS),
+        create_model(tiny_config, bn_axis_name=steps.AXIS),
         optimizers.create_optimizer(tiny_config, steps_per_epoch=2),
     )
     on_four = _train_on_devices(tiny_config, initial, num_devices=4, num_steps=3)
@@ -234,7 +234,7 @@ def test_init_from_loads_the_backbone_and_keeps_skipped_modules_fresh(tiny_confi
     saved = _save_other_model_variables(tiny_config, str(tmp_path / 'other'), num_classes=7)
     tiny_config.init_from = str(tmp_path / 'other')
     tiny_config.init_from_skip = ('fc',)
-    model = create_model(tiny_config, bn_axis_name=training.AXIS)
+    model = create_model(tiny_config, bn_axis_name=steps.AXIS)
     variables = training.initial_variables(tiny_config, model, jax.random.key(0))
     np.testing.assert_array_equal(
         variables['params']['conv1']['kernel'], saved['params']['conv1']['kernel']
@@ -249,7 +249,7 @@ def test_init_from_loads_the_backbone_and_keeps_skipped_modules_fresh(tiny_confi
 def test_init_from_with_other_shapes_names_the_parameter(tiny_config, tmp_path):
     _save_other_model_variables(tiny_config, str(tmp_path / 'other'), num_classes=7)
     tiny_config.init_from = str(tmp_path / 'other')
-    model = create_model(tiny_config, bn_axis_name=training.AXIS)
+    model = create_model(tiny_config, bn_axis_name=steps.AXIS)
     with pytest.raises(checkpoints.CheckpointError, match=r'params/fc/bias has shape \(7,\)'):
         training.initial_variables(tiny_config, model, jax.random.key(0))
     tiny_config.init_from_skip = ('head',)
