@@ -7,7 +7,9 @@ Defaults are the GPU measurement: ResNet-18 of `configs/r18_ucf101.py`, batch 12
 clips, 101 classes, bfloat16. On the same device(s), in one run, it times:
 - the training step exactly as `train.py` runs it (`r3d_jax.steps.make_p_train_step`: pmap over
   the local devices, the recipe's optimiser and its state update, BatchNorm statistics, donated
-  state), with the stem conv computed by space-to-depth and directly;
+  state), as the recipe configures it and with one `config.model` option changed at a time
+  (`JAX_TRAIN_VARIANTS`: the direct stem conv, XLA's max-pool gradient, one-pass BatchNorm
+  variance), which shows what each option is worth;
 - the evaluation forward pass of `eval.py` (`r3d_jax.steps.pmapped_eval_step`);
 - the PyTorch implementation of the same model (`tests/torch_resnet3d.py`: same depth, shortcut
   and classes) trained with torch.optim.SGD of the same hyper-parameters, in fp32 eager (how the
@@ -15,7 +17,10 @@ clips, 101 classes, bfloat16. On the same device(s), in one run, it times:
   evaluation forward pass in the fastest of those modes.
 Clips sit in device memory before timing starts (uint8 for JAX, which normalises on the device;
 normalised float32 for PyTorch, as the reference's loader delivers them), so no input pipeline
-is measured. Each figure is the median over the timed steps, every step waited for.
+is measured. The rate is that of `--timed_steps` steps issued back to back and waited for once
+at the end, as `train.py` runs them (it reads each step's metrics one step later); the median of
+the same number of steps each waited for on its own is recorded beside it (`waited_median_ms`),
+so the host's per-step dispatch cost shows as their difference.
 
 Each measurement runs in its own process: a failure, a hang (`--measurement_timeout`) or an
 out-of-memory error loses only its own figures, peak device memory is that measurement's own,
@@ -55,6 +60,9 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+from configs import r18_ucf101  # noqa: E402
+from r3d_jax.models.resnet3d import MAX_POOL_GRADIENTS, STEM_CONVS  # noqa: E402
 
 RECIPE = 'configs/r18_ucf101.py'
 # Split 1's training videos: the learning-rate schedule's steps per epoch, as in training.
@@ -117,8 +125,6 @@ class Skipped(Exception):
 
 def benchmark_config(settings: Settings) -> Any:
     """The recipe's config with the benchmark's batch, clip shape, model size and dtype."""
-    from configs import r18_ucf101
-
     config = r18_ucf101.get_config()
     config.batch_size = settings.batch_size
     config.eval_batch_size = settings.batch_size
@@ -147,9 +153,10 @@ def random_clips(settings: Settings, leading_shape: tuple[int, ...]) -> tuple[An
 def time_steps(
     step: Callable[[], Any], wait: Callable[[Any], Any], warmup_steps: int, timed_steps: int
 ) -> tuple[dict[str, Any], Any]:
-    """Timings of `step` (each call waited for) after `warmup_steps` calls; the last output.
+    """Timings of `step` after `warmup_steps` calls, and its last output.
 
-    The first warm-up call compiles; its time is reported apart from the timed steps.
+    The first warm-up call compiles; its time is reported apart. Then `timed_steps` calls are
+    each waited for (`step_ms`), and as many again run back to back (`back_to_back_ms`, per step).
     """
     start = time.perf_counter()
     output = step()
@@ -164,9 +171,14 @@ def time_steps(
         output = step()
         wait(output)
         step_ms.append(1000 * (time.perf_counter() - start))
+    start = time.perf_counter()
+    for _ in range(timed_steps):
+        output = step()
+    wait(output)
     timing = {
         'first_step_seconds': first_step_seconds,
-        'median_ms': statistics.median(step_ms),
+        'back_to_back_ms': 1000 * (time.perf_counter() - start) / timed_steps,
+        'waited_median_ms': statistics.median(step_ms),
         'step_ms': step_ms,
     }
     return timing, output
@@ -176,8 +188,9 @@ def rates(kind: str, batch_size: int, timing: dict[str, Any]) -> dict[str, Any]:
     """ms per training step (or per evaluation batch) and clips/s from a `time_steps` timing."""
     unit = 'ms_per_step' if kind == 'train' else 'ms_per_batch'
     return {
-        unit: timing['median_ms'],
-        'clips_per_second': 1000 * batch_size / timing['median_ms'],
+        unit: timing['back_to_back_ms'],
+        'clips_per_second': 1000 * batch_size / timing['back_to_back_ms'],
+        'waited_median_ms': timing['waited_median_ms'],
         'first_step_seconds': timing['first_step_seconds'],
         'step_ms': timing['step_ms'],
     }
@@ -247,7 +260,7 @@ def jax_description(devices: list[Any]) -> dict[str, Any]:
     }
 
 
-def measure_jax_train(settings: Settings, *, space_to_depth: bool) -> dict[str, Any]:
+def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) -> dict[str, Any]:
     """The training step of `train.py`: the same model, optimiser, state and pmapped step."""
     import jax
 
@@ -256,7 +269,7 @@ def measure_jax_train(settings: Settings, *, space_to_depth: bool) -> dict[str, 
     from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
 
     config = benchmark_config(settings)
-    config.model.stem_space_to_depth = space_to_depth
+    config.model.update(model_overrides)
     devices = jax_devices(settings)
     model = create_model(config, bn_axis_name=AXIS)
     tx = optimizers.create_optimizer(config, max(1, UCF101_TRAIN_VIDEOS // config.batch_size))
@@ -284,7 +297,7 @@ def measure_jax_train(settings: Settings, *, space_to_depth: bool) -> dict[str, 
         'peak_memory_bytes': jax_peak_memory_bytes(devices),
         'final_loss': float(metrics['loss']),
         'finite': bool(metrics['finite']),
-        'stem_space_to_depth': space_to_depth,
+        'model_overrides': model_overrides,
         **jax_description(devices),
     }
 
@@ -311,7 +324,7 @@ def measure_jax_eval(settings: Settings) -> dict[str, Any]:
     return {
         **rates('eval', settings.batch_size, timing),
         'peak_memory_bytes': jax_peak_memory_bytes(devices),
-        'stem_space_to_depth': config.model.stem_space_to_depth,
+        'model_overrides': {},
         **jax_description(devices),
     }
 
@@ -478,20 +491,31 @@ class Measurement:
     run: Callable[[Settings], dict[str, Any]]
 
 
+
+def alternative(field: str, choices: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """The variant that sets `config.model.<field>` to its choice other than the recipe's."""
+    recipe_value = r18_ucf101.get_config().model[field]
+    (other,) = (choice for choice in choices if choice != recipe_value)
+    return f'{field}={other}', {field: other}
+
+
+# The recipe first (the figure that matters if a run is cut short), then one option changed.
+JAX_TRAIN_VARIANTS = (
+    ('recipe', {}),
+    alternative('stem_conv', STEM_CONVS),
+    alternative('max_pool_gradient', MAX_POOL_GRADIENTS),
+    alternative('bn_fast_variance', (False, True)),
+)
 MEASUREMENTS = (
-    Measurement(
-        'jax_train_space_to_depth',
-        'JAX train, space-to-depth stem',
-        'train',
-        'jax',
-        functools.partial(measure_jax_train, space_to_depth=True),
-    ),
-    Measurement(
-        'jax_train_direct_stem',
-        'JAX train, direct stem',
-        'train',
-        'jax',
-        functools.partial(measure_jax_train, space_to_depth=False),
+    *(
+        Measurement(
+            f'jax_train_{variant}',
+            f'JAX train, {variant}',
+            'train',
+            'jax',
+            functools.partial(measure_jax_train, model_overrides=overrides),
+        )
+        for variant, overrides in JAX_TRAIN_VARIANTS
     ),
     Measurement('jax_eval', 'JAX eval forward', 'eval', 'jax', measure_jax_eval),
     *(
@@ -707,8 +731,9 @@ def ratios(measurements: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     return {
         'fastest_torch_train_mode': fastest['mode'] if fastest else None,
-        'train_space_to_depth_over_fastest_torch': ratio('jax_train_space_to_depth', fastest),
-        'train_direct_stem_over_fastest_torch': ratio('jax_train_direct_stem', fastest),
+        'train_over_fastest_torch': {
+            variant: ratio(f'jax_train_{variant}', fastest) for variant, _ in JAX_TRAIN_VARIANTS
+        },
         'eval_over_torch_eval': ratio('jax_eval', succeeded('torch_eval')),
     }
 
@@ -746,9 +771,10 @@ def format_header(settings: dict[str, Any]) -> str:
         f'{settings["num_classes"]} classes), batch {settings["batch_size"]} of '
         f'{settings["clip_length"]}x{settings["crop_size"]}x{settings["crop_size"]} clips, '
         f'JAX in {settings["dtype"]}; {settings["warmup_steps"]} warm-up + '
-        f'{settings["timed_steps"]} timed steps, median.',
-        f'{"measurement":<{LABEL_WIDTH}} {"ms/batch":>8} {"clips/s":>9} {"TFLOP/s":>9} '
-        f'{"% peak":>7} {"peak GiB":>9}',
+        f'{settings["timed_steps"]} steps back to back (and as many each waited for: '
+        '"waited").',
+        f'{"measurement":<{LABEL_WIDTH}} {"ms/batch":>8} {"waited":>7} {"clips/s":>9} '
+        f'{"TFLOP/s":>9} {"% peak":>7} {"peak GiB":>9}',
     ))
 
 
@@ -764,7 +790,8 @@ def format_row(label: str, result: dict[str, Any]) -> str:
     memory = result.get('peak_memory_bytes')
     share = result.get('peak_share')
     return (
-        f'{label:<{LABEL_WIDTH}} {ms:>8.2f} {result["clips_per_second"]:>9.1f} '
+        f'{label:<{LABEL_WIDTH}} {ms:>8.2f} {result["waited_median_ms"]:>7.2f} '
+        f'{result["clips_per_second"]:>9.1f} '
         f'{optional(result.get("achieved_tflops"), ".3f"):>9} '
         f'{optional(None if share is None else 100 * share, ".1f"):>7} '
         f'{optional(None if memory is None else memory / GIB, ".2f"):>9}'
@@ -799,11 +826,12 @@ def format_summary(report: dict[str, Any]) -> str:
     def shown(value: float | None) -> str:
         return 'n/a' if value is None else f'{value:.2f}x'
 
+    train_ratios = ', '.join(
+        f'{variant} {shown(ratio)}' for variant, ratio in r['train_over_fastest_torch'].items()
+    )
     lines.append(
         f'This project over the fastest PyTorch training ({r["fastest_torch_train_mode"]}): '
-        f'space-to-depth stem {shown(r["train_space_to_depth_over_fastest_torch"])}, direct '
-        f'stem {shown(r["train_direct_stem_over_fastest_torch"])}; evaluation over PyTorch '
-        f'evaluation {shown(r["eval_over_torch_eval"])}.'
+        f'{train_ratios}; evaluation over PyTorch evaluation {shown(r["eval_over_torch_eval"])}.'
     )
     v = report['versions']
     lines.append(f'jax {v["jax"]}, flax {v["flax"]}, torch {v["torch"]}; JSON: {report["output"]}')
@@ -882,8 +910,6 @@ def earlier_results(path: str, settings_record: dict[str, Any]) -> dict[str, dic
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from configs import r18_ucf101
-
     return Settings(
         batch_size=args.batch_size,
         clip_length=args.clip_length,

@@ -75,13 +75,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.stem_temporal_kernel = 7
     config.model.stem_temporal_stride = 1
     config.model.stem_max_pool = True
-    # Compute the stem conv on 2x2 space-to-depth blocks (same parameters, same values, much
-    # faster on GPUs); False computes it directly.
-    config.model.stem_space_to_depth = True
+    # How the stem conv is computed, with the same parameters and values: 'direct', or
+    # 'space_to_depth' (a 7x4x4 conv over 2x2 pixel blocks in 12 channels; faster on GPUs).
+    config.model.stem_conv = 'space_to_depth'
+    # How the max pool's gradient is computed, routed to the same entries: 'saved_indices' (the
+    # forward pass records each window's winner) or 'select_and_scatter' (XLA's own).
+    config.model.max_pool_gradient = 'saved_indices'
     config.model.dtype = 'bfloat16'  # Computation dtype; parameters are always float32.
     config.model.sync_batch_norm = True  # Batch statistics averaged over all devices.
     config.model.bn_momentum = 0.9  # Flax convention (PyTorch momentum 0.1).
     config.model.bn_epsilon = 1e-5
+    # Batch variance as E[x^2] - E[x]^2 in one pass (True) or around the mean in two (False).
+    config.model.bn_fast_variance = False
 
     # Optimiser: SGD with the reference's PyTorch semantics.
     config.optimizer = ml_collections.ConfigDict()

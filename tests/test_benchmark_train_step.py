@@ -14,9 +14,14 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'benchmarks', 'train_step.py')
+JAX_TRAIN = (
+    'jax_train_recipe',
+    'jax_train_stem_conv=direct',
+    'jax_train_max_pool_gradient=select_and_scatter',
+    'jax_train_bn_fast_variance=True',
+)
 MEASUREMENTS = (
-    'jax_train_space_to_depth',
-    'jax_train_direct_stem',
+    *JAX_TRAIN,
     'jax_eval',
     'torch_train_fp32',
     'torch_train_bf16_channels_last',
@@ -29,8 +34,7 @@ CPU_ENV = {
     'CUDA_VISIBLE_DEVICES': '',
 }
 MEASURED_ON_CPU = (
-    'jax_train_space_to_depth',
-    'jax_train_direct_stem',
+    *JAX_TRAIN,
     'jax_eval',
     'torch_train_fp32',
 )
@@ -69,9 +73,11 @@ def test_tiny_run_records_every_measurement_and_setting(tiny_run):
     assert report['versions']['jax'] and report['versions']['torch']
     assert set(report['ratios']) == {
         'fastest_torch_train_mode',
-        'train_space_to_depth_over_fastest_torch',
-        'train_direct_stem_over_fastest_torch',
+        'train_over_fastest_torch',
         'eval_over_torch_eval',
+    }
+    assert set(report['ratios']['train_over_fastest_torch']) == {
+        name.removeprefix('jax_train_') for name in JAX_TRAIN
     }
 
 
@@ -81,25 +87,33 @@ def test_jax_and_torch_fp32_rates_are_positive(tiny_run):
         result = report['measurements'][name]
         assert result['status'] == 'ok', result
         unit = 'ms_per_step' if result['kind'] == 'train' else 'ms_per_batch'
-        assert result[unit] > 0
+        assert result[unit] > 0 and result['waited_median_ms'] > 0
         assert result['clips_per_second'] > 0
         assert result['achieved_tflops'] > 0
         assert len(result['step_ms']) == report['settings']['timed_steps']
         # No device memory statistics and no known bf16 peak on a CPU.
         assert result['peak_memory_bytes'] is None
         assert result['peak_share'] is None
-    jax_devices = report['measurements']['jax_train_space_to_depth']['num_devices']
-    assert jax_devices == 4
-    assert report['ratios']['train_space_to_depth_over_fastest_torch'] > 0
+    assert report['measurements']['jax_train_recipe']['num_devices'] == 4
+    for ratio in report['ratios']['train_over_fastest_torch'].values():
+        assert ratio > 0
 
 
-def test_train_steps_report_a_finite_loss_and_their_stem(tiny_run):
+def test_train_steps_report_a_finite_loss_and_their_model_options(tiny_run):
     report, _ = tiny_run
-    for name in ('jax_train_space_to_depth', 'jax_train_direct_stem', 'torch_train_fp32'):
+    for name in (*JAX_TRAIN, 'torch_train_fp32'):
         assert 0 < report['measurements'][name]['final_loss'] < float('inf')
-    assert report['measurements']['jax_train_space_to_depth']['finite'] is True
-    assert report['measurements']['jax_train_space_to_depth']['stem_space_to_depth'] is True
-    assert report['measurements']['jax_train_direct_stem']['stem_space_to_depth'] is False
+    overrides = {name: report['measurements'][name]['model_overrides'] for name in JAX_TRAIN}
+    assert overrides == {
+        'jax_train_recipe': {},
+        'jax_train_stem_conv=direct': {'stem_conv': 'direct'},
+        'jax_train_max_pool_gradient=select_and_scatter': {
+            'max_pool_gradient': 'select_and_scatter'
+        },
+        'jax_train_bn_fast_variance=True': {'bn_fast_variance': True},
+    }
+    for name in JAX_TRAIN:
+        assert report['measurements'][name]['finite'] is True
 
 
 def test_torch_compile_is_skipped_on_the_cpu_with_its_reason(tiny_run):

@@ -74,17 +74,17 @@ def assert_close(actual, expected, tolerance=1e-4):
 
 
 @pytest.mark.parametrize(
-    'depth, shortcut, stem, space_to_depth',
+    'depth, shortcut, stem, stem_conv',
     [
-        (18, 'A', 'reference', True),
-        (18, 'B', 'reference', True),
-        (18, 'B', 'reference', False),
-        (50, 'B', 'reference', True),
-        (18, 'B', 'torchvision', True),
+        (18, 'A', 'reference', 'space_to_depth'),
+        (18, 'B', 'reference', 'space_to_depth'),
+        (18, 'B', 'reference', 'direct'),
+        (50, 'B', 'reference', 'space_to_depth'),
+        (18, 'B', 'torchvision', 'space_to_depth'),
     ],
 )
-def test_eval_logits_match_pytorch(depth, shortcut, stem, space_to_depth):
-    config = make_config(depth, shortcut, stem, stem_space_to_depth=space_to_depth)
+def test_eval_logits_match_pytorch(depth, shortcut, stem, stem_conv):
+    config = make_config(depth, shortcut, stem, stem_conv=stem_conv)
     torch_model = random_torch_model(config).eval()
     clips = random_clips()
     with torch.no_grad():

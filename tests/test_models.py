@@ -220,7 +220,7 @@ def test_model_normalises_uint8_and_float_clips_alike_from_config_input(resnet10
 
 @pytest.mark.parametrize(
     'height, width, temporal_kernel, temporal_stride',
-    [(32, 32, 7, 1), (33, 35, 7, 1), (31, 32, 3, 1), (16, 17, 7, 2)],
+    [(32, 32, 7, 1), (33, 35, 7, 1), (31, 32, 3, 1), (16, 17, 7, 2), (16, 16, 3, 2)],
 )
 def test_space_to_depth_stem_equals_direct_conv(height, width, temporal_kernel, temporal_stride):
     rng = np.random.default_rng(0)
@@ -246,8 +246,8 @@ def test_space_to_depth_stem_equals_direct_conv(height, width, temporal_kernel, 
 
 
 def test_space_to_depth_option_keeps_parameters_and_logits(resnet10_variables):
-    fast = create_model(make_config(10, stem_space_to_depth=True))
-    direct = create_model(make_config(10, stem_space_to_depth=False))
+    fast = create_model(make_config(10, stem_conv='space_to_depth'))
+    direct = create_model(make_config(10, stem_conv='direct'))
     clip_shape = (2, 8, 33, 30, 3)
     variables = resnet10_variables
     assert jax.tree.map(jnp.shape, abstract_variables(direct, clip_shape)) == jax.tree.map(

@@ -9,7 +9,7 @@ Parameter names follow the PyTorch reference so that the importer is a plain ren
 `conv1`, `bn1`, `layer{1..4}_{i}` blocks with `conv1`/`bn1`, `conv2`/`bn2` (`conv3`/`bn3` in
 bottlenecks) and `downsample` (`conv` + `bn`, shortcut B only), and the classifier `fc`.
 The stem conv keeps one stored kernel [kt, 7, 7, 3, 64] whether it is computed directly or,
-faster on GPUs, on 2x2 space-to-depth blocks (`stem_space_to_depth`).
+faster on GPUs, on space-to-depth blocks (`stem_conv`).
 
 One known difference from PyTorch: BatchNorm running variances are updated with the biased
 batch variance (Flax) where PyTorch uses the unbiased one; outputs and gradients are the same.
@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from r3d_jax.models.max_pool import max_pool_3d
+
 STAGE_WIDTHS = (64, 128, 256, 512)
 # depth -> (block kind, blocks per stage), as the reference's resnet10 ... resnet200.
 ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -39,6 +41,10 @@ ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     200: ('bottleneck', (3, 24, 36, 3)),
 }
 STEMS = ('reference', 'torchvision')
+# How the stem conv is computed; all give the same values from the same stored kernel.
+STEM_CONVS = ('direct', 'space_to_depth')
+# How the max pool's gradient is computed; both route it to the same entries.
+MAX_POOL_GRADIENTS = ('saved_indices', 'select_and_scatter')
 SHORTCUTS = ('A', 'B')
 # float64 serves numerical checks and needs `jax.enable_x64`.
 DTYPES = ('float32', 'bfloat16', 'float16', 'float64')
@@ -94,15 +100,13 @@ def stem_conv_direct(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> j
     )
 
 
-def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
-    """The same conv as `stem_conv_direct`, computed on 2x2 spatial blocks.
+def _space_to_depth(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The stem's input and kernel on 2x2 spatial blocks: [N,T,H'/2,W'/2,4C], [kt,4,4,4C,O].
 
     A 7-tap stride-2 conv equals a 4-tap stride-1 conv over pairs of pixels once the kernel is
-    padded to 8 taps with a zero: x [N,T,H,W,C] becomes [N,T,H'/2,W'/2,4C] and the kernel
-    [kt,7,7,C,O] becomes [kt,4,4,4C,O]. GPUs run this far faster than the 3-channel stride-2
-    conv. It applies to every input size: an odd H or W gets one more zero row (column) of
-    padding, which only ever meets the kernel's zero tap, so the values are exactly the direct
-    conv's, and gradients flow to the stored 7x7 kernel.
+    padded to 8 taps with a zero. The spatial padding (3) is applied here; an odd H or W gets one
+    more zero row (column), which only ever meets the kernel's zero tap, so the values are
+    exactly the direct conv's for every input size.
     """
     n, t, h, w, c = x.shape
     kt, kh, kw, kc, out_features = kernel.shape
@@ -117,7 +121,17 @@ def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: i
     kernel = jnp.pad(kernel, ((0, 0), (0, 1), (0, 1), (0, 0), (0, 0)))
     kernel = kernel.reshape(kt, 4, 2, 4, 2, c, out_features)
     kernel = kernel.transpose(0, 1, 3, 2, 4, 5, 6).reshape(kt, 4, 4, 4 * c, out_features)
-    temporal_padding = kt // 2
+    return x, kernel
+
+
+def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
+    """The same conv as `stem_conv_direct`, as a [kt,4,4] conv over 2x2 blocks (12 channels).
+
+    GPUs run this far faster than the 3-channel stride-2 conv; gradients flow to the stored
+    7x7 kernel.
+    """
+    x, kernel = _space_to_depth(x, kernel)
+    temporal_padding = kernel.shape[0] // 2
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -127,13 +141,19 @@ def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: i
     )
 
 
+STEM_CONV_FUNCTIONS: dict[str, Callable[[jax.Array, jax.Array, int], jax.Array]] = {
+    'direct': stem_conv_direct,
+    'space_to_depth': stem_conv_space_to_depth,
+}
+
+
 class StemConv(nn.Module):
     """The stem's 3-channel conv with one stored kernel [kt, 7, 7, C, features]."""
 
     features: int
     temporal_kernel: int
     temporal_stride: int
-    space_to_depth: bool
+    method: str  # One of STEM_CONVS.
     dtype: Any
 
     @nn.compact
@@ -147,9 +167,7 @@ class StemConv(nn.Module):
         )
         kernel = self.param('kernel', conv_kernel_init, kernel_shape, jnp.float32)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        if self.space_to_depth:
-            return stem_conv_space_to_depth(x, kernel, self.temporal_stride)
-        return stem_conv_direct(x, kernel, self.temporal_stride)
+        return STEM_CONV_FUNCTIONS[self.method](x, kernel, self.temporal_stride)
 
 
 class Shortcut(nn.Module):
@@ -255,10 +273,12 @@ class ResNet3D(nn.Module):
     stem_temporal_kernel: int = 7
     stem_temporal_stride: int = 1
     stem_max_pool: bool = True
-    stem_space_to_depth: bool = True
+    stem_conv: str = 'space_to_depth'
+    max_pool_gradient: str = 'saved_indices'
     dtype: Any = jnp.float32
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    bn_fast_variance: bool = False
     bn_axis_name: str | None = None
     value_scale: float = 1.0
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
@@ -293,20 +313,23 @@ class ResNet3D(nn.Module):
             axis_name=self.bn_axis_name,
             dtype=self.dtype,
             param_dtype=jnp.float32,
-            use_fast_variance=False,
+            use_fast_variance=self.bn_fast_variance,
         )
         x = self.normalise(clips)
         x = StemConv(
             STEM_WIDTH,
             self.stem_temporal_kernel,
             self.stem_temporal_stride,
-            self.stem_space_to_depth,
+            self.stem_conv,
             self.dtype,
             name='conv1',
         )(x)
         x = nn.relu(norm(name='bn1')(x))
         if self.stem_max_pool:
-            x = nn.max_pool(x, (3, 3, 3), strides=(2, 2, 2), padding=((1, 1),) * 3)
+            if self.max_pool_gradient == 'saved_indices':
+                x = max_pool_3d(x, (3, 3, 3), (2, 2, 2), (1, 1, 1))
+            else:
+                x = nn.max_pool(x, (3, 3, 3), strides=(2, 2, 2), padding=((1, 1),) * 3)
 
         kind, blocks_per_stage = ARCHITECTURES[self.depth]
         block = BLOCKS[kind]
@@ -333,6 +356,8 @@ def _check_model_fields(model: ResNet3D) -> None:
     choices = {
         'depth': tuple(ARCHITECTURES),
         'shortcut': SHORTCUTS,
+        'stem_conv': STEM_CONVS,
+        'max_pool_gradient': MAX_POOL_GRADIENTS,
     }
     for field, allowed in choices.items():
         value = getattr(model, field)
@@ -384,10 +409,12 @@ def create_model(config: Any, bn_axis_name: str | None = None) -> ResNet3D:
         stem_temporal_kernel=temporal_kernel,
         stem_temporal_stride=temporal_stride,
         stem_max_pool=max_pool,
-        stem_space_to_depth=model_config.stem_space_to_depth,
+        stem_conv=model_config.stem_conv,
+        max_pool_gradient=model_config.max_pool_gradient,
         dtype=jnp.dtype(model_config.dtype),
         bn_momentum=model_config.bn_momentum,
         bn_epsilon=model_config.bn_epsilon,
+        bn_fast_variance=model_config.bn_fast_variance,
         bn_axis_name=bn_axis_name if model_config.sync_batch_norm else None,
         value_scale=float(config.input.value_scale),
         mean=tuple(float(m) for m in config.input.mean),
