@@ -15,9 +15,11 @@ clips, 101 classes, bfloat16. On the same device(s), in one run, it times:
   and classes) trained with torch.optim.SGD of the same hyper-parameters, in fp32 eager (how the
   reference runs), bf16 autocast + channels_last_3d, and the same + torch.compile; and its
   evaluation forward pass in the fastest of those modes.
-Clips sit in device memory before timing starts (uint8 for JAX, which normalises on the device;
-normalised float32 for PyTorch, as the reference's loader delivers them), so no input pipeline
-is measured. The rate is that of `--timed_steps` steps issued back to back and waited for once
+Inputs sit in device memory before timing starts, so no input pipeline is measured: for JAX
+uint8, as the input pipeline delivers it (training: multi-scale crops padded to the largest side,
+which the step resizes and flips on the device; evaluation: clips), normalised on the device;
+for PyTorch normalised float32 clips, as the reference's loader delivers them after resizing
+on the CPU. The rate is that of `--timed_steps` steps issued back to back and waited for once
 at the end, as `train.py` runs them (it reads each step's metrics one step later); the median of
 the same number of steps each waited for on its own is recorded beside it (`waited_median_ms`),
 so the host's per-step dispatch cost shows as their difference.
@@ -87,6 +89,7 @@ TINY = {
     'batch_size': 4,
     'clip_length': 8,
     'crop_size': 16,
+    'frame_short_side': 18,
     'depth': 10,
     'num_classes': 5,
     'warmup_steps': 2,
@@ -104,6 +107,7 @@ class Settings:
     batch_size: int
     clip_length: int
     crop_size: int
+    frame_short_side: int  # Sets the training crops' sides, as the stored frames do.
     depth: int
     num_classes: int
     shortcut: str
@@ -130,6 +134,7 @@ def benchmark_config(settings: Settings) -> Any:
     config.eval_batch_size = settings.batch_size
     config.input.clip_length = settings.clip_length
     config.input.crop_size = settings.crop_size
+    config.data.frame_short_side = settings.frame_short_side
     config.model.depth = settings.depth
     config.model.num_classes = settings.num_classes
     config.model.shortcut = settings.shortcut
@@ -214,17 +219,37 @@ def jax_devices(settings: Settings) -> list[Any]:
     return local[:count]
 
 
-def jax_device_batch(settings: Settings, devices: list[Any]) -> dict[str, Any]:
-    """A batch [devices, per-device batch, ...] already split over the devices' memory."""
+def jax_device_batch(settings: Settings, devices: list[Any], *, train: bool) -> dict[str, Any]:
+    """A batch [devices, per-device batch, ...] already split over the devices' memory.
+
+    Training batches are the input pipeline's: crops of the recipe's random sides padded to
+    the largest, with flips, which the train step resizes; evaluation batches are clips.
+    """
     import jax
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+    from r3d_jax import crop_resize
     from r3d_jax.steps import AXIS
 
-    clips, labels = random_clips(settings, (len(devices), settings.batch_size // len(devices)))
+    leading = (len(devices), settings.batch_size // len(devices))
+    if train:
+        config = benchmark_config(settings)
+        rng = np.random.default_rng(0)
+        padded = crop_resize.max_crop_side(config)
+        batch = {
+            'crops': rng.integers(
+                0, 256, (*leading, settings.clip_length, padded, padded, 3), dtype=np.uint8
+            ),
+            'crop_sizes': rng.choice(crop_resize.crop_sides(config), leading).astype(np.int32),
+            'flips': rng.random(leading) < 0.5,
+            'labels': rng.integers(0, settings.num_classes, leading, dtype=np.int32),
+        }
+    else:
+        clips, labels = random_clips(settings, leading)
+        batch = {'clips': clips, 'labels': labels}
     sharding = NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
-    return jax.device_put({'clips': clips, 'labels': labels}, sharding)
+    return jax.device_put(batch, sharding)
 
 
 def jax_peak_memory_bytes(devices: list[Any]) -> int | None:
@@ -265,6 +290,7 @@ def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) ->
     import jax
 
     from r3d_jax import optimizers
+    from r3d_jax.crop_resize import CropResize
     from r3d_jax.models import create_model
     from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
 
@@ -280,8 +306,8 @@ def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) ->
         opt_state=jax.device_get(tx.init(variables['params'])),
     )
     state = replicate(host_state, devices)
-    batch = jax_device_batch(settings, devices)
-    p_train_step = make_p_train_step(model, tx)
+    batch = jax_device_batch(settings, devices, train=True)
+    p_train_step = make_p_train_step(model, tx, CropResize.from_config(config))
 
     def step() -> tuple[Any, Any]:
         nonlocal state
@@ -313,7 +339,7 @@ def measure_jax_eval(settings: Settings) -> dict[str, Any]:
     devices = jax_devices(settings)
     model = create_model(config, bn_axis_name=AXIS)
     variables = replicate(jax_fresh_variables(settings, model), devices)
-    batch = jax_device_batch(settings, devices)
+    batch = jax_device_batch(settings, devices, train=False)
     eval_step = pmapped_eval_step(model)
     timing, _ = time_steps(
         lambda: eval_step(variables, batch['clips'], batch['labels']),
@@ -847,6 +873,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch_size', type=int, default=128, help='Global batch per step.')
     parser.add_argument('--clip_length', type=int, default=16)
     parser.add_argument('--crop_size', type=int, default=112)
+    parser.add_argument(
+        '--frame_short_side', type=int, default=r18_ucf101.get_config().data.frame_short_side,
+        help='Short side of the stored frames, which sets the training crops\' sides.',
+    )
     parser.add_argument('--depth', type=int, default=18)
     parser.add_argument('--num_classes', type=int, default=101)
     parser.add_argument('--shortcut', choices=('A', 'B'), help=f'Default: that of {RECIPE}.')
@@ -914,6 +944,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         batch_size=args.batch_size,
         clip_length=args.clip_length,
         crop_size=args.crop_size,
+        frame_short_side=args.frame_short_side,
         depth=args.depth,
         num_classes=args.num_classes,
         shortcut=args.shortcut or r18_ucf101.get_config().model.shortcut,

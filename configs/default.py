@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.temporal_stride = 1  # Frame step inside a clip (1: consecutive frames).
     config.input.crop_size = 112  # Side of the square clips the model sees.
     # Training crop: a square of side scale * short side, at one of crop_positions, resized
-    # (bilinear) to crop_size; one draw per clip.
+    # (PIL's bilinear, on the device) to crop_size; one draw per clip.
     config.input.scales = REFERENCE_SCALES
     config.input.crop_positions = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
     config.input.flip_probability = 0.5  # Horizontal flip, drawn once per training clip.

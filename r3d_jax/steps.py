@@ -22,6 +22,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from r3d_jax import optimizers
+from r3d_jax.crop_resize import CropResize
 
 AXIS = 'batch'  # The pmap axis: collectives and synchronised BatchNorm reduce over it.
 
@@ -56,18 +57,23 @@ def train_step(
     *,
     model: nn.Module,
     tx: optax.GradientTransformation,
+    crop_resize: CropResize,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on this device's share of the global batch, inside `pmap` over AXIS.
 
-    Gradients and metrics are averaged over all devices, so every device applies the same
-    update and the state stays replicated. With synchronised BatchNorm the batch statistics
-    already agree; otherwise each device's running averages are averaged as well.
+    The batch holds the input pipeline's training crops (`crops`, `crop_sizes`, `flips`),
+    resized and flipped here by `crop_resize`, and `labels`. Gradients and metrics are averaged
+    over all devices, so every device applies the same update and the state stays replicated.
+    With synchronised BatchNorm the batch statistics already agree; otherwise each device's
+    running averages are averaged as well.
     """
+
+    clips = crop_resize(batch['crops'], batch['crop_sizes'], batch['flips'])
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         logits, updated = model.apply(
             {'params': params, 'batch_stats': state.batch_stats},
-            batch['clips'],
+            clips,
             train=True,
             mutable=['batch_stats'],
         )
@@ -90,7 +96,7 @@ def train_step(
 
 
 def make_p_train_step(
-    model: nn.Module, tx: optax.GradientTransformation
+    model: nn.Module, tx: optax.GradientTransformation, crop_resize: CropResize
 ) -> Callable[[TrainState, Mapping[str, np.ndarray]], tuple[TrainState, dict[str, jax.Array]]]:
     """`train_step` over the devices of the batch's leading axis; the state is donated.
 
@@ -98,7 +104,7 @@ def make_p_train_step(
     along its leading [devices] axis.
     """
     return jax.pmap(
-        functools.partial(train_step, model=model, tx=tx),
+        functools.partial(train_step, model=model, tx=tx, crop_resize=crop_resize),
         axis_name=AXIS,
         in_axes=(None, 0),
         out_axes=None,

@@ -31,6 +31,7 @@ from jax.experimental import multihost_utils
 
 from configs import default as default_config
 from r3d_jax import checkpoints, evaluation, optimizers
+from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import build_ucf101, input_pipeline
 from r3d_jax.models import create_model, init_variables
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
@@ -442,7 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
     devices = jax.local_devices()
     state = replicate(host_state, devices)
-    p_train_step = make_p_train_step(model, tx)
+    p_train_step = make_p_train_step(model, tx, CropResize.from_config(config))
 
     is_writer = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
+from r3d_jax import crop_resize
 from r3d_jax.data import build_ucf101, input_pipeline, synthetic
 
 CLASSES = ('Alpha', 'Beta', 'Gamma')
@@ -129,6 +130,13 @@ def collect(batches) -> dict[str, np.ndarray]:
     }
 
 
+def train_clips(batches) -> np.ndarray:
+    """The clips the train step makes of training batches: crops resized and flipped."""
+    seen = collect(batches)
+    resize = crop_resize.CropResize.from_config(make_config('unused'))
+    return np.asarray(resize(seen['crops'], seen['crop_sizes'], seen['flips']))
+
+
 # ----------------------------------------------------------------------------------------------
 # Training input.
 
@@ -137,11 +145,22 @@ def test_train_batches_have_the_contract_layout(dataset):
     config = make_config(dataset[0])
     batches = list(input_pipeline.create_train_iterator(config, epoch=0, **single_process()))
     assert len(batches) == input_pipeline.steps_per_epoch(config, len(dataset[1]['train']))
+    padded = crop_resize.max_crop_side(config)
+    assert padded == SHORT_SIDE
     for batch in batches:
-        assert batch['clips'].shape == (2, 2, CLIP_LENGTH, CROP, CROP, 3)
-        assert batch['clips'].dtype == np.uint8
-        assert batch['labels'].shape == (2, 2)
+        assert batch['crops'].shape == (2, 2, CLIP_LENGTH, padded, padded, 3)
+        assert batch['crops'].dtype == np.uint8
+        assert set(batch['crop_sizes'].ravel()) <= set(crop_resize.crop_sides(config))
+        assert batch['crop_sizes'].dtype == np.int32
+        assert batch['flips'].dtype == bool
+        for key in ('crop_sizes', 'flips', 'labels'):
+            assert batch[key].shape == (2, 2)
         assert batch['labels'].dtype == np.int32
+        # Each crop sits at the top left; the padding is zeros.
+        crops = batch['crops'].reshape(4, *batch['crops'].shape[2:])
+        for crop, side in zip(crops, batch['crop_sizes'].ravel(), strict=True):
+            assert not crop[:, side:].any() and not crop[:, :, side:].any()
+            assert crop[:, :side, :side].min() > 0  # Every synthetic colour channel is >= 8.
 
 
 @pytest.mark.parametrize('stride', [1, 2])
@@ -149,8 +168,8 @@ def test_train_clips_are_strided_runs_of_frames_looping_in_short_videos(dataset,
     config = make_config(dataset[0])
     config.input.temporal_stride = stride
     lengths = dict(dataset[1]['train'])
-    seen = collect(input_pipeline.create_train_iterator(config, epoch=3, **single_process()))
-    for clip in seen['clips']:
+    clips = train_clips(input_pipeline.create_train_iterator(config, epoch=3, **single_process()))
+    for clip in clips:
         length = lengths[video_numbers(clip)]
         frames = frame_numbers(clip)
         start = frames[0]
@@ -210,7 +229,7 @@ def encoded_pattern(height: int = 32, width: int = 43) -> tf.Tensor:
 @pytest.mark.parametrize(
     'window', [(0, 0, 12), (5, 11, 22), (0, 27, 16), (8, 13, 24), (0, 16, 16)]
 )
-def test_train_clip_is_one_crop_of_every_frame_resized_as_pil_bilinear(window):
+def test_train_clip_is_the_crop_of_every_frame_resized_exactly_as_pil_bilinear(window):
     jpeg = encoded_pattern()
     sample = {
         'frames': tf.stack([jpeg] * CLIP_LENGTH),
@@ -219,17 +238,37 @@ def test_train_clip_is_one_crop_of_every_frame_resized_as_pil_bilinear(window):
         'flip': tf.constant(False),
         'label': tf.constant(1),
     }
-    preprocess = input_pipeline.train_preprocessor(make_config('unused'))
-    clip = preprocess(sample)['clips'].numpy()
+    config = make_config('unused')
+    config.input.scales = (0.375, 0.5, 0.6875, 0.75)  # Sides 12, 16, 22 and 24 of 32.
+    preprocess = input_pipeline.train_preprocessor(config)
+    resize = crop_resize.CropResize.from_config(config)
+
+    def resized(sample):
+        batch = {key: value.numpy()[None] for key, value in preprocess(sample).items()}
+        return np.asarray(resize(batch['crops'], batch['crop_sizes'], batch['flips']))[0]
+
+    clip = resized(sample)
     # The reference crops the fully decoded frame and resizes it with PIL's BILINEAR.
     top, left, side = window
     crop = tf.io.decode_jpeg(jpeg, channels=3).numpy()[top : top + side, left : left + side]
     expected = np.asarray(Image.fromarray(crop).resize((CROP, CROP), Image.BILINEAR), np.int16)
-    for frame in clip:  # The same crop of every frame.
-        assert np.abs(frame.astype(np.int16) - expected).max() <= 1
-    np.testing.assert_array_equal(clip, np.broadcast_to(clip[0], clip.shape))
-    flipped = preprocess({**sample, 'flip': tf.constant(True)})['clips'].numpy()
+    # Every frame is exactly that crop, resized exactly as PIL does.
+    np.testing.assert_array_equal(clip, np.broadcast_to(expected, clip.shape))
+    flipped = resized({**sample, 'flip': tf.constant(True)})
     np.testing.assert_array_equal(flipped, clip[:, :, ::-1])
+
+
+def test_a_crop_of_a_side_the_config_does_not_produce_is_reported():
+    config = make_config('unused')  # Crops of 32-pixel frames: sides 32, 26, 22, 19 and 16.
+    sample = {
+        'frames': tf.stack([encoded_pattern()] * CLIP_LENGTH),
+        'crop_window': tf.constant([0, 0, 30], tf.int32),
+        'image_width': tf.constant(43),
+        'flip': tf.constant(False),
+        'label': tf.constant(1),
+    }
+    with pytest.raises(tf.errors.InvalidArgumentError, match='frame_short_side=32'):
+        input_pipeline.train_preprocessor(config)(sample)
 
 
 def test_train_flips_are_drawn_per_clip_with_the_configured_probability():
@@ -257,7 +296,7 @@ def test_train_batches_are_identical_for_the_same_seed_epoch_and_step(dataset):
     other = collect(input_pipeline.create_train_iterator(config, epoch=2, **single_process()))
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
-    assert not np.array_equal(first['clips'], other['clips'])
+    assert not np.array_equal(first['crops'], other['crops'])
 
 
 def test_train_start_step_yields_the_tail_of_the_full_epoch(dataset):
@@ -342,7 +381,7 @@ def test_train_processes_read_disjoint_videos(dataset):
         batches = input_pipeline.create_train_iterator(
             config, epoch=0, process_index=process_index, process_count=2, local_device_count=1
         )
-        clips = collect(batches)['clips']
+        clips = train_clips(batches)
         assert len(clips) == input_pipeline.steps_per_epoch(config, 12) * 2
         videos.append(set(video_numbers(clips).tolist()))
     assert not videos[0] & videos[1]

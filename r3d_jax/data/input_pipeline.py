@@ -6,8 +6,10 @@ Both pipelines run DMVR's phases in order, and differ only in Sample and Preproc
 - Sample: choose the clip's frame indices (and, in training, its crop and flip) and keep only
   those encoded frames, so nothing unused is ever decoded.
 - Decode: JPEG -> uint8 pixels (training decodes only the crop window).
-- Preprocess: crop and bilinear resize (training: the reference's multi-scale corner crop and
-  flip; evaluation: short side to `crop_size`, then centre or three crops).
+- Preprocess: training pads the decoded crop window (one of the reference's multi-scale corner
+  crops) to the largest crop side and leaves its resize and flip to the accelerator
+  (`r3d_jax.crop_resize`, inside the train step), which does them far faster than the host;
+  evaluation resizes the short side to `crop_size`, then takes the centre or three crops.
 - Postprocess: batch, pad evaluation batches with `mask` False, add the local-device axis.
 
 Clips leave the pipeline as uint8: normalisation happens on the device, inside the model, so
@@ -27,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from r3d_jax.crop_resize import crop_sides, max_crop_side
 from r3d_jax.data import ucf101
 
 CROP_POSITIONS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
@@ -487,17 +490,35 @@ def resize_bilinear_uint8(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor
 def train_preprocessor(
     config: ml_collections.ConfigDict,
 ) -> Callable[[Features], Features]:
-    """Decode + Preprocess (training): crop window -> crop_size, flipped per clip."""
-    clip_length, crop_size = config.input.clip_length, config.input.crop_size
+    """Decode + Preprocess (training): the crop window, padded to `max_crop_side`.
+
+    Yields `crops` uint8 [clip_length, P, P, 3] holding the crop at the top left, its side
+    `crop_sizes` and its flip draw `flips`; the train step resizes and flips on the device
+    (`r3d_jax.crop_resize.CropResize`).
+    """
+    clip_length, padded = config.input.clip_length, max_crop_side(config)
+    sides = crop_sides(config)
 
     def preprocess(sample: Features) -> Features:
-        crops = decode_crops(
-            sample['frames'], sample['crop_window'], sample['image_width'], clip_length
+        side = sample['crop_window'][2]
+        known = tf.debugging.Assert(
+            tf.reduce_any(tf.equal(side, sides)),
+            [
+                f'A crop side is not one of {sides}, the crops of frames with short side '
+                f'config.data.frame_short_side={config.data.frame_short_side}; the dataset '
+                'was built with another frame size. Side:',
+                side,
+            ],
         )
-        clip = resize_bilinear_uint8(crops, crop_size, crop_size)
-        clip = tf.cond(sample['flip'], lambda: tf.reverse(clip, axis=[2]), lambda: clip)
+        with tf.control_dependencies([known]):
+            crops = decode_crops(
+                sample['frames'], sample['crop_window'], sample['image_width'], clip_length
+            )
+        crops = tf.pad(crops, [[0, 0], [0, padded - side], [0, padded - side], [0, 0]])
         return {
-            'clips': tf.ensure_shape(clip, [clip_length, crop_size, crop_size, 3]),
+            'crops': tf.ensure_shape(crops, [clip_length, padded, padded, 3]),
+            'crop_sizes': side,
+            'flips': sample['flip'],
             'labels': sample['label'],
         }
 
@@ -662,8 +683,10 @@ def create_train_iterator(
 ) -> Iterator[dict[str, np.ndarray]]:
     """This process's batches of steps start_step .. steps_per_epoch - 1 of `epoch`.
 
-    Yields `clips` uint8 [local_devices, per_device_batch, clip_length, crop, crop, 3] and
-    `labels` int32 [local_devices, per_device_batch]. The same (config.seed, epoch,
+    Yields `crops` uint8 [local_devices, per_device_batch, clip_length, P, P, 3] (each crop
+    at the top left; P from `r3d_jax.crop_resize.max_crop_side`), `crop_sizes` int32 and
+    `flips` bool, which the train step turns into clips of `crop_size`, and `labels` int32,
+    each with leading axes [local_devices, per_device_batch]. The same (config.seed, epoch,
     start_step) always gives the same batches; `start_step` skips clips before decoding them.
     Process and device counts default to JAX's.
     """
