@@ -514,7 +514,9 @@ def train_preprocessor(
             crops = decode_crops(
                 sample['frames'], sample['crop_window'], sample['image_width'], clip_length
             )
-        crops = tf.pad(crops, [[0, 0], [0, padded - side], [0, padded - side], [0, 0]])
+        # Zeros concatenated rather than tf.pad, which costs several times more on uint8.
+        crops = tf.concat([crops, tf.zeros([clip_length, side, padded - side, 3], tf.uint8)], 2)
+        crops = tf.concat([crops, tf.zeros([clip_length, padded - side, padded, 3], tf.uint8)], 1)
         return {
             'crops': tf.ensure_shape(crops, [clip_length, padded, padded, 3]),
             'crop_sizes': side,
