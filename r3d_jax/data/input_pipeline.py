@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from r3d_jax.crop_resize import crop_sides, max_crop_side
+from r3d_jax.crop_resize import crop_sides
 from r3d_jax.data import ucf101
 
 CROP_POSITIONS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
@@ -496,8 +496,8 @@ def train_preprocessor(
     `crop_sizes` and its flip draw `flips`; the train step resizes and flips on the device
     (`r3d_jax.crop_resize.CropResize`).
     """
-    clip_length, padded = config.input.clip_length, max_crop_side(config)
-    sides = crop_sides(config)
+    clip_length, sides = config.input.clip_length, crop_sides(config)
+    padded = max(sides)
 
     def preprocess(sample: Features) -> Features:
         side = sample['crop_window'][2]

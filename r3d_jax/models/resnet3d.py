@@ -100,13 +100,15 @@ def stem_conv_direct(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> j
     )
 
 
-def _space_to_depth(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The stem's input and kernel on 2x2 spatial blocks: [N,T,H'/2,W'/2,4C], [kt,4,4,4C,O].
+def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
+    """The same conv as `stem_conv_direct`, computed on 2x2 spatial blocks.
 
     A 7-tap stride-2 conv equals a 4-tap stride-1 conv over pairs of pixels once the kernel is
-    padded to 8 taps with a zero. The spatial padding (3) is applied here; an odd H or W gets one
-    more zero row (column), which only ever meets the kernel's zero tap, so the values are
-    exactly the direct conv's for every input size.
+    padded to 8 taps with a zero: x [N,T,H,W,C] becomes [N,T,H'/2,W'/2,4C] and the kernel
+    [kt,7,7,C,O] becomes [kt,4,4,4C,O]. GPUs run this far faster than the 3-channel stride-2
+    conv. It applies to every input size: an odd H or W gets one more zero row (column) of
+    padding, which only ever meets the kernel's zero tap, so the values are exactly the direct
+    conv's, and gradients flow to the stored 7x7 kernel.
     """
     n, t, h, w, c = x.shape
     kt, kh, kw, kc, out_features = kernel.shape
@@ -121,17 +123,7 @@ def _space_to_depth(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Arr
     kernel = jnp.pad(kernel, ((0, 0), (0, 1), (0, 1), (0, 0), (0, 0)))
     kernel = kernel.reshape(kt, 4, 2, 4, 2, c, out_features)
     kernel = kernel.transpose(0, 1, 3, 2, 4, 5, 6).reshape(kt, 4, 4, 4 * c, out_features)
-    return x, kernel
-
-
-def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
-    """The same conv as `stem_conv_direct`, as a [kt,4,4] conv over 2x2 blocks (12 channels).
-
-    GPUs run this far faster than the 3-channel stride-2 conv; gradients flow to the stored
-    7x7 kernel.
-    """
-    x, kernel = _space_to_depth(x, kernel)
-    temporal_padding = kernel.shape[0] // 2
+    temporal_padding = kt // 2
     return lax.conv_general_dilated(
         x,
         kernel,
