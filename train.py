@@ -18,12 +18,11 @@ import re
 import sys
 from collections.abc import Sequence
 
-import jax
-import tensorflow as tf
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from r3d_jax import training
+# JAX, TensorFlow and the package are imported inside the functions that use them: the dataset
+# build's worker processes are spawned, and re-import this script before they start.
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard events and reports.')
@@ -42,6 +41,8 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     try:
         return FLAGS(list(argv))
     except (AttributeError, KeyError):
+        from r3d_jax import training
+
         overrides = [m.group(1) for arg in argv[1:] if (m := _OVERRIDE.match(arg))]
         unknown = training.unknown_fields(overrides) or overrides
         sys.exit(
@@ -57,6 +58,8 @@ def initialize_distributed() -> None:
     explicit = FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.process_id is not None
     if not (FLAGS.distributed or explicit or 'JAX_COORDINATOR_ADDRESS' in os.environ):
         return
+    import jax
+
     # The CPU backend needs a collectives implementation to span processes.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(
@@ -69,6 +72,11 @@ def initialize_distributed() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    import jax
+    import tensorflow as tf
+
+    from r3d_jax import training
+
     # TensorFlow only feeds the input pipeline: keep it off the GPUs, which belong to JAX.
     tf.config.set_visible_devices([], 'GPU')
     initialize_distributed()

@@ -229,22 +229,11 @@ def jax_device_batch(settings: Settings, devices: list[Any], *, train: bool) -> 
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from r3d_jax import crop_resize
-    from r3d_jax.steps import AXIS
+    from r3d_jax.steps import AXIS, random_train_batch
 
     leading = (len(devices), settings.batch_size // len(devices))
     if train:
-        config = benchmark_config(settings)
-        rng = np.random.default_rng(0)
-        padded = crop_resize.max_crop_side(config)
-        batch = {
-            'crops': rng.integers(
-                0, 256, (*leading, settings.clip_length, padded, padded, 3), dtype=np.uint8
-            ),
-            'crop_sizes': rng.choice(crop_resize.crop_sides(config), leading).astype(np.int32),
-            'flips': rng.random(leading) < 0.5,
-            'labels': rng.integers(0, settings.num_classes, leading, dtype=np.int32),
-        }
+        batch = random_train_batch(benchmark_config(settings), leading, np.random.default_rng(0))
     else:
         clips, labels = random_clips(settings, leading)
         batch = {'clips': clips, 'labels': labels}

@@ -26,7 +26,6 @@ import ml_collections
 import numpy as np
 from clu import metric_writers
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from r3d_jax import checkpoints, steps
 from r3d_jax.data import input_pipeline
@@ -310,8 +309,7 @@ def on_every_local_device(variables: Any, expected: Any) -> Any:
     wanted = [tuple(leaf.shape) for leaf in jax.tree.leaves(expected)]
     if shapes != wanted and shapes == [(num_devices, *shape) for shape in wanted]:
         variables = jax.tree.map(lambda leaf: leaf[0], variables)
-    mesh = Mesh(np.asarray(jax.local_devices()), (steps.AXIS,))
-    return jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    return steps.replicate(variables, jax.local_devices())
 
 
 def _one_batch_ahead(

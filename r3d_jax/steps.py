@@ -22,7 +22,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from r3d_jax import optimizers
-from r3d_jax.crop_resize import CropResize
+from r3d_jax.crop_resize import CropResize, crop_sides, max_crop_side
 
 AXIS = 'batch'  # The pmap axis: collectives and synchronised BatchNorm reduce over it.
 
@@ -110,6 +110,22 @@ def make_p_train_step(
         out_axes=None,
         donate_argnums=(0,),
     )
+
+
+def random_train_batch(
+    config: Any, leading_shape: tuple[int, ...], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Random data laid out as the input pipeline feeds `train_step` (tests, benchmarks):
+    uint8 `crops` [*leading_shape, T, P, P, 3] of the configured crop sides, `crop_sizes`,
+    `flips` and `labels`, each with leading axes `leading_shape`."""
+    padded, length = max_crop_side(config), config.input.clip_length
+    crops = rng.integers(0, 256, (*leading_shape, length, padded, padded, 3), dtype=np.uint8)
+    return {
+        'crops': crops,
+        'crop_sizes': rng.choice(crop_sides(config), leading_shape).astype(np.int32),
+        'flips': rng.random(leading_shape) < 0.5,
+        'labels': rng.integers(0, config.model.num_classes, leading_shape).astype(np.int32),
+    }
 
 
 def replicate(tree: Any, devices: Sequence[jax.Device]) -> Any:

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
-from r3d_jax import crop_resize
+from r3d_jax import crop_resize, steps
 from r3d_jax.data import build_ucf101, input_pipeline, synthetic
 
 CLASSES = ('Alpha', 'Beta', 'Gamma')
@@ -161,6 +161,11 @@ def test_train_batches_have_the_contract_layout(dataset):
         for crop, side in zip(crops, batch['crop_sizes'].ravel(), strict=True):
             assert not crop[:, side:].any() and not crop[:, :, side:].any()
             assert crop[:, :side, :side].min() > 0  # Every synthetic colour channel is >= 8.
+    # Benchmarks and tests stand in for the pipeline with steps.random_train_batch.
+    stand_in = steps.random_train_batch(config, (2, 2), np.random.default_rng(0))
+    assert {key: (value.shape, value.dtype) for key, value in stand_in.items()} == {
+        key: (value.shape, value.dtype) for key, value in batches[0].items()
+    }
 
 
 @pytest.mark.parametrize('stride', [1, 2])

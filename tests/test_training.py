@@ -152,29 +152,15 @@ def straight_run(tiny_config_path, tmp_path_factory):
 # The train step.
 
 
-def _random_batch(config, num_devices: int, seed: int) -> dict[str, np.ndarray]:
-    """A training batch as the input pipeline gives it: padded crops of the configured sides."""
-    rng = np.random.default_rng(seed)
-    padded, length = crop_resize.max_crop_side(config), config.input.clip_length
-    crops = rng.integers(0, 256, (config.batch_size, length, padded, padded, 3), dtype=np.uint8)
-    batch = {
-        'crops': crops,
-        'crop_sizes': rng.choice(crop_resize.crop_sides(config), config.batch_size).astype(
-            np.int32
-        ),
-        'flips': rng.random(config.batch_size) < 0.5,
-        'labels': rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32),
-    }
-    return {key: value.reshape(num_devices, -1, *value.shape[1:]) for key, value in batch.items()}
-
-
 def _train_on_devices(config, initial_state, num_devices: int, num_steps: int):
     model = create_model(config, bn_axis_name=steps.AXIS)
     tx = optimizers.create_optimizer(config, steps_per_epoch=2)
     state = steps.replicate(initial_state, jax.local_devices()[:num_devices])
     p_train_step = steps.make_p_train_step(model, tx, crop_resize.CropResize.from_config(config))
+    leading = (num_devices, config.batch_size // num_devices)
     for step in range(num_steps):
-        state, metrics = p_train_step(state, _random_batch(config, num_devices, seed=step))
+        batch = steps.random_train_batch(config, leading, np.random.default_rng(step))
+        state, metrics = p_train_step(state, batch)
         assert bool(metrics['finite'])
     return jax.device_get(state)
 
@@ -396,6 +382,21 @@ def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_config_path,
     assert metadata['step'] >= 3
     assert metadata['step'] == 2 * metadata['epoch'] + metadata['position_in_epoch']
     assert jax.tree.leaves(variables) and jax.tree.leaves(opt_state)
+
+
+def test_importing_train_py_loads_neither_jax_nor_tensorflow():
+    # The dataset build's spawned worker processes re-import the main script.
+    probe = "import sys, train; print(sorted({'jax', 'tensorflow'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, '-c', probe],
+        cwd=REPO,
+        env=subprocess_environment(1),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
 
 
 def test_the_cli_names_an_unknown_config_field_without_a_traceback(tiny_config_path, tmp_path):
