@@ -177,11 +177,9 @@ def measure_phases(config, num_cores: int, num_clips: int) -> dict[str, dict[str
     builder = input_pipeline.load_builder(config)
     layout = input_pipeline.BatchLayout(0, 1, 1, config.batch_size)
     shards = input_pipeline.process_shards(builder, config.data.train_split, layout)
-    sampled = (
-        input_pipeline.read_records(shards)
-        .map(input_pipeline.record_parser(builder))
-        .map(input_pipeline.train_sampler(config, epoch=0))
-    )
+    parse = input_pipeline.record_parser(builder)
+    sample = input_pipeline.train_sampler(config, epoch=0)
+    sampled = input_pipeline.read_records(shards, transform=lambda record: sample(parse(record)))
     decoded = sampled.map(
         lambda sample: input_pipeline.decode_crops(
             sample['frames'], sample['crop_window'], sample['image_width'],

@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.mean = REFERENCE_MEAN
     config.input.std = (1.0, 1.0, 1.0)
     config.input.shuffle_buffer = 1024  # Sampled clips (encoded frames) shuffled per process.
-    config.input.num_parallel_calls = -1  # Per map stage; -1: tf.data.AUTOTUNE.
+    config.input.num_parallel_calls = -1  # Clips (eval: videos) decoded at once; -1: AUTOTUNE.
     config.input.prefetch_batches = 2  # Batches prepared ahead of the training step.
     # "clip" mode (per-epoch validation): clips per video, spaced as the reference, centre crop.
     config.input.eval_clips_per_video = 3
