@@ -8,7 +8,7 @@ trains and reports the paper's video-level accuracy on the synthetic test split 
 `workdirs/demo/eval_video.json`. The classes differ only in how objects move (drift up, swing
 up and down, drift sideways, spin, grow), so the network must use time to tell them apart.
 
-Measured on a 2-core CPU: 7.6 minutes in all (under one to generate and build the data),
+Measured on a 2-core CPU: 7.4 minutes in all (under one to generate and build the data),
 92.9 % video top-1 with three crops per clip (clip accuracy 90.6 %). An earlier run with the
 resize on the host also gave 92.9 % (91.4 % with the centre crop alone); 16 epochs instead of
 24 reach about 87 % (centre crop).
