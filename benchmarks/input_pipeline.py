@@ -181,9 +181,8 @@ def measure_phases(config, num_cores: int, num_clips: int) -> dict[str, dict[str
     sample = input_pipeline.train_sampler(config, epoch=0)
     sampled = input_pipeline.read_records(shards, transform=lambda record: sample(parse(record)))
     decoded = sampled.map(
-        lambda sample: input_pipeline.decode_crops(
-            sample['frames'], sample['crop_window'], sample['image_width'],
-            config.input.clip_length,
+        lambda clip: input_pipeline.decode_crops(
+            clip['frames'], clip['crop_window'], clip['image_width'], config.input.clip_length
         )
     )
     rates = {}
