@@ -35,8 +35,10 @@ from r3d_jax.data import ucf101
 
 CROP_POSITIONS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
 EVAL_MODES = ('clip', 'video')
-# Shards read at once. Fixed, never autotuned: the order of examples depends on it.
-READ_CYCLE_LENGTH = 8
+# Shards read at once, each by a reader that also parses and samples its records (one core at
+# most each): the bound on that work's parallelism. Fixed, never autotuned: the order of
+# examples depends on it.
+READ_CYCLE_LENGTH = 16
 
 Features = dict[str, tf.Tensor]
 
