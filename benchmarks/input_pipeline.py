@@ -15,8 +15,10 @@ short side 128, then measures, each in a fresh process pinned to 1 core and to a
   which shows where the pipeline's time goes.
 Epochs are like UCF-101's in training: the batch leaves (almost) no video unused, and the
 shuffle buffer, refilled at each epoch's start, is the same share of the epoch.
-Each rate is given per second of wall time and per second of the process's CPU time; on a
-busy machine the second is what dedicated cores would deliver.
+Pipeline and raw decode are measured in alternation, `--rounds` times each per core count; the
+table gives their medians and the median and range of the rounds' ratios. Each rate is given
+per second of wall time and per second of the process's CPU time; on a busy machine the second
+is what dedicated cores would deliver.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_SHORT_SIDE = 128
 GOAL = 0.7
 UCF101_TRAIN_VIDEOS = 9537  # Split 1.
-WIDTHS = (5, 5, 9, 11, 6, 12)
+WIDTHS = (5, 5, 9, 11, 6, 10, 12)
 
 
 def benchmark_config(args: argparse.Namespace):
@@ -249,6 +252,9 @@ def main() -> None:
     # per epoch, so an epoch here should leave (about) none.
     parser.add_argument('--batch_size', type=int, default=24)
     parser.add_argument('--clips', type=int, default=1500, help='Clips timed per measurement.')
+    parser.add_argument(
+        '--rounds', type=int, default=3, help='Pipeline and raw decode measurements per core count.'
+    )
     parser.add_argument('--worker', choices=('pipeline', 'raw_decode', 'host_resize', 'phases'))
     parser.add_argument('--cores', type=int, default=1)
     args = parser.parse_args()
@@ -269,16 +275,24 @@ def main() -> None:
         f'{videos} videos ({videos % args.batch_size} unused), shuffle buffer '
         f'{config.input.shuffle_buffer}.'
     )
-    columns = ('cores', 'rate', 'pipeline', 'raw decode', 'ratio', 'host resize')
+    columns = ('cores', 'rate', 'pipeline', 'raw decode', 'ratio', 'ratios', 'host resize')
     print(' '.join(f'{name:>{width}}' for name, width in zip(columns, WIDTHS, strict=True)))
     for cores in sorted({1, all_cores}):
-        pipeline = measure_in_subprocess(args, 'pipeline', cores)
-        raw = measure_in_subprocess(args, 'raw_decode', cores)
+        # Alternated, so that a busy spell on the machine weighs on both sides of a ratio.
+        rounds = [
+            (measure_in_subprocess(args, 'pipeline', cores),
+             measure_in_subprocess(args, 'raw_decode', cores))
+            for _ in range(args.rounds)
+        ]
         host_resize = measure_in_subprocess(args, 'host_resize', cores)
         for rate in ('wall', 'cpu'):
+            ratios = sorted(pipeline[rate] / raw[rate] for pipeline, raw in rounds)
             row = (
-                cores, rate, f'{pipeline[rate]:.0f}', f'{raw[rate]:.0f}',
-                f'{pipeline[rate] / raw[rate]:.2f}', f'{host_resize[rate]:.0f}',
+                cores, rate,
+                f'{statistics.median(pipeline[rate] for pipeline, _ in rounds):.0f}',
+                f'{statistics.median(raw[rate] for _, raw in rounds):.0f}',
+                f'{statistics.median(ratios):.2f}', f'{ratios[0]:.2f}-{ratios[-1]:.2f}',
+                f'{host_resize[rate]:.0f}',
             )
             print(' '.join(f'{value:>{width}}' for value, width in zip(row, WIDTHS, strict=True)))
     phases = measure_in_subprocess(args, 'phases', 1)
@@ -289,9 +303,10 @@ def main() -> None:
         'table.'
     )
     print(
-        'Clips per second of wall time (wall) and per second of CPU time (cpu: what dedicated '
-        f'cores would give on a busy machine). Goal: pipeline / raw decode >= {GOAL}. '
-        'host resize: the pipeline also resizing and flipping on the host, as it once did.'
+        f'Medians of {args.rounds} rounds of clips per second of wall time (wall) and per second '
+        'of CPU time (cpu: what dedicated cores would give on a busy machine); ratios: the '
+        f"rounds' lowest and highest. Goal: pipeline / raw decode >= {GOAL}. host resize (one "
+        'round): the pipeline also resizing and flipping on the host, as it once did.'
     )
 
 
