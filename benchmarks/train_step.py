@@ -219,24 +219,19 @@ def jax_devices(settings: Settings) -> list[Any]:
     return local[:count]
 
 
-def jax_device_batch(settings: Settings, devices: list[Any], *, train: bool) -> dict[str, Any]:
-    """A batch [devices, per-device batch, ...] already split over the devices' memory.
+def jax_per_device_shape(settings: Settings, devices: list[Any]) -> tuple[int, int]:
+    """A batch's leading axes: [devices, per-device batch]."""
+    return len(devices), settings.batch_size // len(devices)
 
-    Training batches are the input pipeline's: crops of the recipe's random sides padded to
-    the largest, with flips, which the train step resizes; evaluation batches are clips.
-    """
+
+def on_devices(batch: dict[str, Any], devices: list[Any]) -> dict[str, Any]:
+    """`batch` [devices, per-device batch, ...] split over the devices' memory."""
     import jax
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from r3d_jax.steps import AXIS, random_train_batch
+    from r3d_jax.steps import AXIS
 
-    leading = (len(devices), settings.batch_size // len(devices))
-    if train:
-        batch = random_train_batch(benchmark_config(settings), leading, np.random.default_rng(0))
-    else:
-        clips, labels = random_clips(settings, leading)
-        batch = {'clips': clips, 'labels': labels}
     sharding = NamedSharding(Mesh(np.asarray(devices), (AXIS,)), PartitionSpec(AXIS))
     return jax.device_put(batch, sharding)
 
@@ -277,11 +272,12 @@ def jax_description(devices: list[Any]) -> dict[str, Any]:
 def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) -> dict[str, Any]:
     """The training step of `train.py`: the same model, optimiser, state and pmapped step."""
     import jax
+    import numpy as np
 
     from r3d_jax import optimizers
     from r3d_jax.crop_resize import CropResize
     from r3d_jax.models import create_model
-    from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
+    from r3d_jax.steps import AXIS, TrainState, make_p_train_step, random_train_batch, replicate
 
     config = benchmark_config(settings)
     config.model.update(model_overrides)
@@ -295,7 +291,10 @@ def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) ->
         opt_state=jax.device_get(tx.init(variables['params'])),
     )
     state = replicate(host_state, devices)
-    batch = jax_device_batch(settings, devices, train=True)
+    # The input pipeline's training batch: crops of the recipe's random sides padded to the
+    # largest, with flips, which the train step resizes.
+    leading = jax_per_device_shape(settings, devices)
+    batch = on_devices(random_train_batch(config, leading, np.random.default_rng(0)), devices)
     p_train_step = make_p_train_step(model, tx, CropResize.from_config(config))
 
     def step() -> tuple[Any, Any]:
@@ -328,7 +327,8 @@ def measure_jax_eval(settings: Settings) -> dict[str, Any]:
     devices = jax_devices(settings)
     model = create_model(config, bn_axis_name=AXIS)
     variables = replicate(jax_fresh_variables(settings, model), devices)
-    batch = jax_device_batch(settings, devices, train=False)
+    clips, labels = random_clips(settings, jax_per_device_shape(settings, devices))
+    batch = on_devices({'clips': clips, 'labels': labels}, devices)
     eval_step = pmapped_eval_step(model)
     timing, _ = time_steps(
         lambda: eval_step(variables, batch['clips'], batch['labels']),
@@ -504,7 +504,6 @@ class Measurement:
     kind: str  # 'train' or 'eval'.
     framework: str  # 'jax' or 'torch'.
     run: Callable[[Settings], dict[str, Any]]
-
 
 
 def alternative(field: str, choices: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:

@@ -14,9 +14,9 @@ SIDES = (14, 20, 27, 28, 33, 40)  # Enlarging, equal and shrinking.
 RESIZE = crop_resize.CropResize(SIDES, SIZE)
 
 
-def padded_crops(images: list[np.ndarray], fill: int = 0) -> np.ndarray:
-    """uint8 [N, T, PADDED, PADDED, 3] holding each [T, side, side, 3] at the top left."""
-    crops = np.full((len(images), images[0].shape[0], PADDED, PADDED, 3), fill, np.uint8)
+def padded_crops(images: list[np.ndarray], fill: int = 0, padded: int = PADDED) -> np.ndarray:
+    """uint8 [N, T, padded, padded, 3] holding each [T, side, side, 3] at the top left."""
+    crops = np.full((len(images), images[0].shape[0], padded, padded, 3), fill, np.uint8)
     for crop, image in zip(crops, images, strict=True):
         side = image.shape[1]
         crop[:, :side, :side] = image
@@ -47,11 +47,8 @@ def test_resize_is_bit_exact_pil_bilinear(side):
 def test_resize_is_bit_exact_pil_bilinear_at_the_recipe_sizes():
     config = default.get_config()  # 128-pixel frames, the five reference scales, 112 pixels.
     resize = crop_resize.CropResize.from_config(config)
-    padded = crop_resize.max_crop_side(config)
     images = [random_frames(side, seed=side, frames=1) for side in resize.sides]
-    crops = np.zeros((len(images), 1, padded, padded, 3), np.uint8)
-    for crop, image in zip(crops, images, strict=True):
-        crop[:, : image.shape[1], : image.shape[1]] = image
+    crops = padded_crops(images, padded=crop_resize.max_crop_side(config))
     resized = resize(jnp.asarray(crops), jnp.asarray(resize.sides), jnp.zeros(len(images), bool))
     for clip, image in zip(resized, images, strict=True):
         np.testing.assert_array_equal(clip, pil_bilinear(image, config.input.crop_size))
