@@ -41,13 +41,13 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     try:
         return FLAGS(list(argv))
     except (AttributeError, KeyError):
-        from r3d_jax import training
+        from r3d_jax import defaults
 
         overrides = [m.group(1) for arg in argv[1:] if (m := _OVERRIDE.match(arg))]
-        unknown = training.unknown_fields(overrides) or overrides
+        unknown = defaults.unknown_fields(overrides) or overrides
         sys.exit(
             f'FATAL: unknown config field(s) on the command line: {", ".join(unknown)}. '
-            'Every field is defined, with a comment, in configs/default.py.'
+            'Every field is defined, with a comment, in r3d_jax/defaults.py.'
         )
     except flags.Error as error:
         sys.exit(f'FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull for help.')
@@ -75,7 +75,7 @@ def main(argv: Sequence[str]) -> None:
     import jax
     import tensorflow as tf
 
-    from r3d_jax import training
+    from r3d_jax import defaults, training
 
     # TensorFlow only feeds the input pipeline: keep it off the GPUs, which belong to JAX.
     tf.config.set_visible_devices([], 'GPU')
@@ -84,7 +84,7 @@ def main(argv: Sequence[str]) -> None:
     logging.info('JAX local devices: %r', jax.local_devices())
     try:
         training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except training.ConfigError as error:
+    except defaults.ConfigError as error:
         sys.exit(f'FATAL config error: {error}')
 
 

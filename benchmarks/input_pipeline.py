@@ -40,9 +40,9 @@ WIDTHS = (5, 5, 9, 11, 6, 10, 12)
 
 def benchmark_config(args: argparse.Namespace):
     """The reference recipe's input settings on the benchmark's synthetic dataset."""
-    from configs import default
+    from r3d_jax import defaults
 
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.data_dir = args.data_dir
     config.data.raw_dir = args.raw_dir
     config.data.frame_short_side = FRAME_SHORT_SIDE

@@ -21,11 +21,11 @@ learns within the few hundred steps a CPU affords.
 
 import ml_collections
 
-from configs import default
+from r3d_jax import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = default.get_config()
+    config = defaults.get_config()
     config.seed = 0
 
     # 5 motion classes x 25 groups x 6 videos of 16 frames; split 1 tests on 7 groups (210

@@ -17,11 +17,11 @@ per second, so the host needs about ten cores of tf.data to keep up.
 
 import ml_collections
 
-from configs import default
+from r3d_jax import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = default.get_config()
+    config = defaults.get_config()
     config.seed = 0
 
     # Data: UCF-101 split 1; frames stored with short side 128 (torchvision's convention; the
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.clip_length = 16
     config.input.temporal_stride = 1
     config.input.crop_size = 112
-    config.input.scales = default.REFERENCE_SCALES
+    config.input.scales = defaults.REFERENCE_SCALES
     config.input.crop_positions = (
         'center',
         'top_left',
@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.input.flip_probability = 0.5
     config.input.value_scale = 1.0
-    config.input.mean = default.REFERENCE_MEAN
+    config.input.mean = defaults.REFERENCE_MEAN
     config.input.std = (1.0, 1.0, 1.0)
 
     # Model: ResNet-18 with type-A shortcuts (zero-padded identity), as the paper uses for

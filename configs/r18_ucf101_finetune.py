@@ -16,11 +16,11 @@ in the reference. The data are built as for `configs/r18_ucf101.py`.
 
 import ml_collections
 
-from configs import r18_ucf101
+from r3d_jax import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = r18_ucf101.get_config()
+    config = defaults.recipe_beside(__file__, 'r18_ucf101.py')
 
     # Start from the imported Kinetics weights (the classifier already has 101 outputs).
     config.init_from = 'weights/r18_kinetics'

@@ -13,7 +13,6 @@ epoch and the plateau scheduler's state, and the input pipeline is deterministic
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import signal
 import threading
 import time
@@ -29,16 +28,11 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from configs import default as default_config
-from r3d_jax import checkpoints, evaluation, optimizers
+from r3d_jax import checkpoints, defaults, evaluation, optimizers
 from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import build_ucf101, input_pipeline
 from r3d_jax.models import create_model, init_variables
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
-
-
-class ConfigError(ValueError):
-    """The config names a field that does not exist or holds values that cannot work together."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -46,50 +40,22 @@ class TrainingDivergedError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The config: every field must exist in configs/default.py.
-
-
-def field_paths(config: ml_collections.ConfigDict, prefix: str = 'config') -> set[str]:
-    """Every field of `config` as a dotted path, `config.model.depth` style."""
-    paths = set()
-    for key, value in config.items():
-        path = f'{prefix}.{key}'
-        paths.add(path)
-        if isinstance(value, ml_collections.ConfigDict):
-            paths |= field_paths(value, path)
-    return paths
-
-
-def unknown_fields(paths: Sequence[str]) -> list[str]:
-    """Messages for the dotted field paths that configs/default.py does not define."""
-    known = field_paths(default_config.get_config())
-    messages = []
-    for path in paths:
-        if path not in known:
-            close = difflib.get_close_matches(path, sorted(known), n=1)
-            hint = f' (did you mean {close[0]}?)' if close else ''
-            messages.append(f'{path}{hint}')
-    return messages
+# The config: every field must exist in the schema, r3d_jax/defaults.py.
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Rejects unknown fields (typos would otherwise be ignored) and unusable combinations."""
-    unknown = unknown_fields(sorted(field_paths(config)))
-    if unknown:
-        raise ConfigError(
-            f'Unknown config field(s): {", ".join(unknown)}. Every field is defined, with a '
-            'comment, in configs/default.py.'
-        )
+    defaults.check_known_fields(config)
     num_devices = jax.device_count()
     for field in ('batch_size', 'eval_batch_size'):
         value = config[field]
         if value < num_devices or value % num_devices:
-            raise ConfigError(
+            raise defaults.ConfigError(
                 f'config.{field}={value} must split evenly over the {num_devices} devices '
                 f'({jax.process_count()} process(es)); use a multiple of {num_devices}.'
             )
     if config.schedule.name == 'plateau' and config.eval_every_epochs < 1:
-        raise ConfigError(
+        raise defaults.ConfigError(
             "config.schedule.name='plateau' follows the validation loss, so "
             f'config.eval_every_epochs must be at least 1 (got {config.eval_every_epochs}).'
         )
@@ -113,7 +79,7 @@ def initial_variables(
     skip = set(config.init_from_skip)
     modules = set(expected['params']) | set(expected['batch_stats'])
     if skip - modules:
-        raise ConfigError(
+        raise defaults.ConfigError(
             f'config.init_from_skip names {sorted(skip - modules)}, which the model does not '
             f'have (its modules: {sorted(expected["params"])}).'
         )

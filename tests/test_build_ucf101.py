@@ -17,13 +17,13 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core.utils import gcs_utils
 
-from configs import default as default_config
+from r3d_jax import defaults
 from r3d_jax.data import build_ucf101, synthetic, ucf101
 
 
 def _data_config(tmp_path, **overrides):
     """A tiny synthetic dataset: 2 classes (MoveUp, HandstandPushups), 3 groups, 2 clips each."""
-    data = default_config.get_config().data
+    data = defaults.get_config().data
     data.data_dir = str(tmp_path / 'tfds')
     data.raw_dir = str(tmp_path / 'raw')
     data.if_missing = 'synthetic'

@@ -4,8 +4,7 @@ import importlib
 
 import pytest
 
-from configs import default
-from r3d_jax import optimizers, training
+from r3d_jax import defaults, optimizers, training
 from r3d_jax.models import create_model
 
 RECIPES = ('r18_ucf101', 'r18_ucf101_finetune', 'demo')
@@ -18,7 +17,7 @@ def _config(name: str):
 @pytest.mark.parametrize('name', ('default', *RECIPES))
 def test_every_config_uses_only_fields_of_the_default_config(name):
     config = _config(name)
-    assert training.unknown_fields(sorted(training.field_paths(config))) == []
+    assert defaults.unknown_fields(sorted(defaults.field_paths(config))) == []
     training.check_config(config)
     create_model(config)
     optimizers.create_optimizer(config, steps_per_epoch=10)
@@ -31,12 +30,12 @@ def test_every_recipe_opens_with_the_command_that_runs_it(name):
 
 
 def test_unknown_fields_are_found_and_a_close_field_is_suggested():
-    config = default.get_config()
+    config = defaults.get_config()
     config.optimizer.momentun = 0.9
-    assert training.unknown_fields(sorted(training.field_paths(config))) == [
+    assert defaults.unknown_fields(sorted(defaults.field_paths(config))) == [
         'config.optimizer.momentun (did you mean config.optimizer.momentum?)'
     ]
-    with pytest.raises(training.ConfigError, match=r'config\.optimizer\.momentun'):
+    with pytest.raises(defaults.ConfigError, match=r'config\.optimizer\.momentun'):
         training.check_config(config)
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs import default
-from r3d_jax import checkpoints
+from r3d_jax import checkpoints, defaults
 from r3d_jax.convert_torch import (
     TorchConversionError,
     load_torch_state_dict,
@@ -29,13 +28,13 @@ TRAIN_CLIP_SHAPE = (4, 8, 32, 32, 3)
 
 
 def make_config(depth=18, shortcut='B', stem='reference', num_classes=5, **model_fields):
-    config = default.get_config()
+    config = defaults.get_config()
     config.model.update(
         depth=depth, shortcut=shortcut, stem=stem, num_classes=num_classes, dtype='float32'
     )
     config.model.update(model_fields)
     # Unit-scale inputs keep logits and gradients of random networks O(1).
-    config.input.std = default.REFERENCE_STD
+    config.input.std = defaults.REFERENCE_STD
     return config
 
 
@@ -366,7 +365,7 @@ def test_command_line_writes_a_checkpoint_that_loads_back(tmp_path, resnet10_sta
     expected, _ = torch_to_flax_variables(resnet10_state_dict, make_config(10))
     jax.tree.map(np.testing.assert_array_equal, variables, expected)
     assert metadata['model']['depth'] == 10 and metadata['model']['num_classes'] == 5
-    assert metadata['input']['mean'] == list(default.REFERENCE_MEAN)
+    assert metadata['input']['mean'] == list(defaults.REFERENCE_MEAN)
     assert metadata['class_names'] is None
     assert metadata['source'] == str(source)
     assert metadata['conversion']['layout'] == 'reference'

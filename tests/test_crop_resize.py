@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import default
-from r3d_jax import crop_resize
+from r3d_jax import crop_resize, defaults
 
 SIZE = 28
 PADDED = 40
@@ -45,7 +44,7 @@ def test_resize_is_bit_exact_pil_bilinear(side):
 
 
 def test_resize_is_bit_exact_pil_bilinear_at_the_recipe_sizes():
-    config = default.get_config()  # 128-pixel frames, the five reference scales, 112 pixels.
+    config = defaults.get_config()  # 128-pixel frames, the five reference scales, 112 pixels.
     resize = crop_resize.CropResize.from_config(config)
     images = [random_frames(side, seed=side, frames=1) for side in resize.sides]
     crops = padded_crops(images, padded=crop_resize.max_crop_side(config))
@@ -76,9 +75,9 @@ def test_flip_mirrors_every_frame_left_to_right():
 
 
 def test_crop_sides_are_the_reference_scales_of_the_short_side():
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.frame_short_side = 128
-    config.input.scales = default.REFERENCE_SCALES
+    config.input.scales = defaults.REFERENCE_SCALES
     assert crop_resize.crop_sides(config) == [128, 107, 90, 76, 64]
     assert crop_resize.max_crop_side(config) == 128
 

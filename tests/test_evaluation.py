@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import default
-from r3d_jax import checkpoints, evaluation
+from r3d_jax import checkpoints, defaults, evaluation
 from r3d_jax.data import build_ucf101, input_pipeline
 from r3d_jax.models import create_model, init_variables
 
@@ -198,7 +197,7 @@ TINY_CLASSES = 3
 
 
 def tiny_config(data_root, eval_batch_size=12):
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.data_dir = os.path.join(data_root, 'tfds')
     config.data.raw_dir = os.path.join(data_root, 'raw')
     config.data.if_missing = 'synthetic'
@@ -373,7 +372,7 @@ def test_checkpoint_trained_on_other_classes_is_refused(data_root, tiny_model, t
 
 def test_eval_cli_reports_a_missing_checkpoint_by_path(tmp_path):
     config_file = tmp_path / 'tiny_config.py'
-    config_file.write_text('from configs.default import get_config  # noqa: F401\n')
+    config_file.write_text('from r3d_jax.defaults import get_config  # noqa: F401\n')
     missing = tmp_path / 'no_such_checkpoint'
 
     completed = subprocess.run(

@@ -9,8 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
-from r3d_jax import checkpoints, export
+from r3d_jax import checkpoints, defaults, export
 from r3d_jax.models import create_model, init_variables
 
 EXPORT_MODULE = export.__file__
@@ -19,7 +18,7 @@ CLASS_NAMES = ['MoveRight', 'MoveLeft', 'Expand']
 
 
 def tiny_config():
-    config = default.get_config()
+    config = defaults.get_config()
     config.model.update(depth=10, num_classes=3, stem_temporal_kernel=3, dtype='float32')
     config.input.update(clip_length=4, crop_size=16)
     config.data.frame_short_side = 32
@@ -82,7 +81,7 @@ def test_export_records_labels_preprocessing_and_input_shape(export_dir):
     assert exported.class_names == CLASS_NAMES
     assert exported.metadata['clip_shape'] == list(CLIP_SHAPE)
     assert exported.metadata['input']['frame_short_side'] == 32
-    assert exported.metadata['input']['mean'] == list(default.REFERENCE_MEAN)
+    assert exported.metadata['input']['mean'] == list(defaults.REFERENCE_MEAN)
     assert set(exported.exported.platforms) == {'cpu', 'cuda'}
 
 

@@ -15,8 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import default
-from r3d_jax import crop_resize, steps
+from r3d_jax import crop_resize, defaults, steps
 from r3d_jax.data import build_ucf101, input_pipeline, synthetic
 
 CLASSES = ('Alpha', 'Beta', 'Gamma')
@@ -105,7 +104,7 @@ def dataset(tmp_path_factory):
 
 
 def make_config(data_dir: str):
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.data_dir = data_dir
     config.data.frame_short_side = SHORT_SIDE
     config.model.num_classes = len(CLASSES)
@@ -198,7 +197,7 @@ def test_train_start_frame_is_uniform_over_the_reference_range():
 def test_train_crops_come_from_the_five_scales_at_the_five_positions():
     height, width = 32, 43
     expected = set()
-    for scale in default.REFERENCE_SCALES:
+    for scale in defaults.REFERENCE_SCALES:
         side = int(min(height, width) * scale)
         expected |= {
             (height // 2 - side // 2, width // 2 - side // 2, side),
@@ -212,7 +211,7 @@ def test_train_crops_come_from_the_five_scales_at_the_five_positions():
             input_pipeline.train_crop_window(
                 tf.constant([height, width, 3]),
                 tf.constant([1, i]),
-                default.REFERENCE_SCALES,
+                defaults.REFERENCE_SCALES,
                 input_pipeline.CROP_POSITIONS,
             ).numpy()
         )

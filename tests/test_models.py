@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from r3d_jax import defaults
 from r3d_jax.models import create_model, init_variables
 from r3d_jax.models.resnet3d import (
     ARCHITECTURES,
@@ -21,7 +21,7 @@ SMALL_CLIP = (1, 8, 32, 32, 3)
 
 
 def make_config(depth=10, shortcut='B', stem='reference', num_classes=3, **model_fields):
-    config = default.get_config()
+    config = defaults.get_config()
     config.model.update(
         depth=depth, shortcut=shortcut, stem=stem, num_classes=num_classes, dtype='float32'
     )

@@ -9,8 +9,7 @@ import optax
 import pytest
 import torch
 
-from configs import default
-from r3d_jax import optimizers
+from r3d_jax import defaults, optimizers
 
 
 def _torch_trajectory(params, grads_per_step, learning_rates, **sgd_kwargs):
@@ -130,7 +129,7 @@ def test_plateau_state_round_trips_through_json():
 
 
 def _config(**schedule):
-    config = default.get_config()
+    config = defaults.get_config()
     config.num_epochs = 10
     config.schedule.update(schedule)
     return config
@@ -156,7 +155,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_unknown_schedule_and_optimizer_are_named_in_the_error():
     with pytest.raises(ValueError, match=r"config.schedule.name must be one of .* 'linear'"):
         optimizers.learning_rate_schedule(_config(name='linear'), steps_per_epoch=4)
-    config = default.get_config()
+    config = defaults.get_config()
     config.optimizer.name = 'lamb'
     with pytest.raises(ValueError, match=r"config.optimizer.name must be one of .* 'lamb'"):
         optimizers.create_optimizer(config, steps_per_epoch=4)
@@ -173,7 +172,7 @@ def _params():
 
 
 def test_last_stage_and_head_trains_only_the_layer4_blocks_and_fc():
-    config = default.get_config()
+    config = defaults.get_config()
     config.optimizer.trainable = 'last_stage_and_head'
     transformation = optimizers.create_optimizer(config, steps_per_epoch=4)
     params = _params()
@@ -191,7 +190,7 @@ def test_last_stage_and_head_trains_only_the_layer4_blocks_and_fc():
 
 
 def test_learning_rate_is_read_and_set_in_the_optimizer_state():
-    config = default.get_config()
+    config = defaults.get_config()
     transformation = optimizers.create_optimizer(config, steps_per_epoch=4)
     params = _params()
     state = transformation.init(params)
@@ -204,7 +203,7 @@ def test_learning_rate_is_read_and_set_in_the_optimizer_state():
 
 
 def test_adamw_is_selected_by_name():
-    config = default.get_config()
+    config = defaults.get_config()
     config.optimizer.name = 'adamw'
     config.optimizer.weight_decay = 0.0
     transformation = optimizers.create_optimizer(config, steps_per_epoch=4)

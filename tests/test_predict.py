@@ -15,8 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
-from r3d_jax import checkpoints, evaluation, predict, training
+from r3d_jax import checkpoints, defaults, evaluation, predict, training
 from r3d_jax.data import build_ucf101, synthetic
 from r3d_jax.models import create_model
 
@@ -70,7 +69,7 @@ def write_colour_tree(root):
 
 
 def demo_config(data_dir):
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.data_dir = data_dir
     config.data.frame_short_side = 32
     config.input.update(

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from r3d_jax import checkpoints, crop_resize, evaluation, optimizers, steps, training
+from r3d_jax import checkpoints, crop_resize, defaults, evaluation, optimizers, steps, training
 from r3d_jax.data import input_pipeline, ucf101
 from r3d_jax.models import create_model, init_variables
 
@@ -28,11 +28,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = '''
 """A tiny run for tests: ResNet-10 on 4x16x16 clips of a 4-class synthetic UCF-101."""
 
-from configs import default
+from r3d_jax import defaults
 
 
 def get_config():
-    config = default.get_config()
+    config = defaults.get_config()
     config.data.data_dir = {data_dir!r}
     config.data.raw_dir = {raw_dir!r}
     config.data.if_missing = 'synthetic'
@@ -185,7 +185,7 @@ def test_four_devices_and_one_device_reach_the_same_state(tiny_config):
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tiny_config):
     tiny_config.batch_size = 6
-    with pytest.raises(training.ConfigError, match=r'config.batch_size=6 must split evenly'):
+    with pytest.raises(defaults.ConfigError, match=r'config.batch_size=6 must split evenly'):
         training.check_config(tiny_config)
 
 
@@ -193,7 +193,7 @@ def test_an_unknown_config_field_is_named_with_a_suggestion(tiny_config):
     with tiny_config.unlocked():
         tiny_config.bach_size = 4
     with pytest.raises(
-        training.ConfigError, match=r'config.bach_size \(did you mean config.batch_size\?\)'
+        defaults.ConfigError, match=r'config.bach_size \(did you mean config.batch_size\?\)'
     ):
         training.train_and_evaluate(tiny_config, '/nonexistent')
 
@@ -245,7 +245,7 @@ def test_init_from_with_other_shapes_names_the_parameter(tiny_config, tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match=r'params/fc/bias has shape \(7,\)'):
         training.initial_variables(tiny_config, model, jax.random.key(0))
     tiny_config.init_from_skip = ('head',)
-    with pytest.raises(training.ConfigError, match=r"init_from_skip names \['head'\]"):
+    with pytest.raises(defaults.ConfigError, match=r"init_from_skip names \['head'\]"):
         training.initial_variables(tiny_config, model, jax.random.key(0))
 
 

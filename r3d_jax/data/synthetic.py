@@ -26,7 +26,6 @@ import concurrent.futures
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -36,6 +35,8 @@ import av
 import numpy as np
 import tqdm
 from PIL import Image, ImageDraw
+
+from r3d_jax.processes import worker_pool
 
 WIDTH, HEIGHT = 320, 240
 FPS = 25
@@ -422,10 +423,9 @@ def generate(
                         )
                     )
                     listed.append((relative_path, group, label))
-        processes = min(workers or os.cpu_count() or 1, len(jobs))
-        context = multiprocessing.get_context('spawn')
+        num_workers = min(workers or os.cpu_count() or 1, len(jobs))
         with (
-            concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool,
+            worker_pool(num_workers) as pool,
             tqdm.tqdm(total=len(jobs), desc='synthetic videos', unit='video') as progress,
         ):
             futures = [pool.submit(_write_video, job) for job in jobs]

@@ -16,7 +16,6 @@ import concurrent.futures
 import dataclasses
 import glob
 import io
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,8 @@ import tensorflow_datasets as tfds
 import tqdm
 from av.video.reformatter import VideoReformatter
 from PIL import Image
+
+from r3d_jax import processes
 
 DATASET_NAME = 'ucf101_frames'
 DATASET_VERSION = '1.0.0'
@@ -494,10 +495,8 @@ class Ucf101Frames(tfds.core.GeneratorBasedBuilder):
         TFDS renames its `incomplete.*` directory to the dataset directory only after this
         returns, so raising here leaves nothing that loads as a complete dataset.
         """
-        # One pool of decoding processes serves both splits; spawned, as the parent may hold
-        # threads (TensorFlow, JAX) that a forked child would inherit in an unknown state.
-        context = multiprocessing.get_context('spawn')
-        with concurrent.futures.ProcessPoolExecutor(self._workers, mp_context=context) as pool:
+        # One pool of decoding processes serves both splits; they end with this process.
+        with processes.worker_pool(self._workers) as pool:
             self._pool = pool
             super()._download_and_prepare(dl_manager, download_config)
         if self.skipped and not self._allow_skips:

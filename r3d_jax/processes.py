@@ -1,0 +1,76 @@
+"""Worker processes that never outlive the process that started them, however it ends.
+
+A parent killed with SIGKILL (an out-of-memory killer, a preempting scheduler) runs no cleanup
+code, so its workers must notice on their own: on Linux the kernel sends them SIGKILL when the
+parent dies (`PR_SET_PDEATHSIG`), and everywhere a watchdog thread exits once the parent is
+gone (the worker is then re-parented, so `os.getppid()` changes). Workers are spawned, never
+forked: the parent may hold threads (TensorFlow, JAX) that a forked child would inherit in an
+unknown state.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1  # From <linux/prctl.h>.
+WATCHDOG_INTERVAL_SECONDS = 0.5
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Makes this process end as soon as the process `parent_pid` ends.
+
+    Call it first thing in a child. On Linux the death signal is tied to the parent's thread
+    that started the child; a watchdog covers the rest (and other systems).
+    """
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # The parent died before the death signal was armed.
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name='parent-watchdog', daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(WATCHDOG_INTERVAL_SECONDS)
+    os._exit(1)
+
+
+def _initialise_worker(
+    parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+) -> None:
+    die_with_parent(parent_pid)
+    # The parent handles Ctrl-C and SIGTERM and shuts the pool down; workers must not print
+    # a KeyboardInterrupt traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_pool(
+    processes: int,
+    *,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of `processes` spawned workers that end with this process.
+
+    Use it as a context manager; `initializer(*initargs)` runs in each worker after the
+    death signal is armed.
+    """
+    return concurrent.futures.ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context('spawn'),
+        initializer=_initialise_worker,
+        initargs=(os.getpid(), initializer, initargs),
+    )
