@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from r3d_jax import checkpoints, evaluation
-from r3d_jax.data import input_pipeline, ucf101
+from r3d_jax.data import datasets, input_pipeline
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (as for train.py).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory with the training checkpoints.')
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     except (
         checkpoints.CheckpointError,
         evaluation.EvaluationError,
-        ucf101.DatasetNotBuiltError,
+        datasets.DatasetNotBuiltError,
         input_pipeline.InputPipelineError,
     ) as error:
         sys.exit(f'error: {error}')

@@ -263,10 +263,10 @@ def main() -> None:
         return
 
     sys.path.insert(0, REPO)
-    from r3d_jax.data import build_ucf101
+    from r3d_jax.data import datasets
 
     config = benchmark_config(args)
-    build_ucf101.ensure_dataset(config.data)
+    datasets.ensure_dataset(config.data)
     all_cores = len(os.sched_getaffinity(0))
     videos = train_videos(config)
     print(

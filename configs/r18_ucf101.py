@@ -1,7 +1,7 @@
 r"""ResNet-18 trained from scratch on UCF-101 split 1: the recipe of Hara et al. (CVPR 2018).
 
-    python -m r3d_jax.data.build_ucf101 --videos_dir=UCF-101 --splits_dir=ucfTrainTestlist \
-        --data_dir=data/tfds --split=1 --frame_short_side=128
+    python -m r3d_jax.data.build --dataset=ucf101 --videos_dir=UCF-101 \
+        --splits_dir=ucfTrainTestlist --split=1 --data_dir=data/tfds --frame_short_side=128
     python train.py --config=configs/r18_ucf101.py --workdir=workdirs/r18_ucf101
 
 Reproduces the paper's from-scratch ResNet-18 on UCF-101: 42.4 % video-level top-1 on split 1

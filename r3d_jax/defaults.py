@@ -26,14 +26,29 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    # Dataset: TFRecords written by `python -m r3d_jax.data.build_ucf101`.
+    # Dataset: TFRecords of JPEG frames written by `python -m r3d_jax.data.build`, stored at
+    # <data_dir>/<dataset>_frames/<identity>_<frame_short_side>px[_q<jpeg_quality>]/1.0.0.
     config.data = ml_collections.ConfigDict()
-    config.data.dataset = 'ucf101'  # The dataset layout: 'ucf101'.
+    # The dataset layout (r3d_jax/data/layouts/): 'ucf101', 'hmdb51', 'video_list' (your own
+    # videos), 'kinetics' or 'activitynet'.
+    config.data.dataset = 'ucf101'
     config.data.data_dir = 'data/tfds'  # TFDS data_dir holding the built dataset.
-    config.data.split_number = 1  # Official UCF-101 split: 1, 2 or 3.
+    config.data.split_number = 1  # Official split of 'ucf101' and 'hmdb51': 1, 2 or 3.
+    config.data.kinetics_version = 400  # 'kinetics': Kinetics-400, -600 or -700.
+    # 'video_list': the name your dataset is stored under (letters, digits, '_', '-').
+    config.data.video_list_name = 'my_videos'
+    # 'video_list' from class folders (no list files): the share of each class's videos held
+    # out for testing, and the seed that draws them.
+    config.data.video_list_test_fraction = 0.3
+    config.data.video_list_seed = 0
     config.data.frame_short_side = 128  # Stored frame size (128 as torchvision; 240 as reference).
+    config.data.jpeg_quality = 90  # Stored JPEG quality; another value is another dataset.
+    # The largest share of a split's listed videos the build may skip (missing or undecodable)
+    # before it fails; negative: the layout's own, 0 for 'ucf101', 'hmdb51' and 'video_list',
+    # 0.2 for 'kinetics' and 'activitynet' (copies of those always lack some videos).
+    config.data.max_skip_fraction = -1.0
     config.data.train_split = 'train'
-    config.data.eval_split = 'test'
+    config.data.eval_split = 'test'  # 'validation' for 'kinetics' and 'activitynet'.
     # When the dataset is absent: '' fails with instructions; 'synthetic' generates the
     # UCF-101-format synthetic videos into `raw_dir` and builds them first (demo/quickstart).
     config.data.if_missing = ''

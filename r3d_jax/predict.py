@@ -1,10 +1,11 @@
 """Classifying video files with a checkpoint, the way the evaluation scores a test video.
 
 A file is decoded with PyAV (any container and codec FFmpeg reads) and stored frame by frame as
-the dataset build stores videos (`ucf101.decode_video`: short side resized to the checkpoint's
-`frame_short_side`, JPEG-encoded); the evaluation's video-mode phases then cut it into the
-non-overlapping clips that cover it, with their spatial views (`input_pipeline.eval_sampler` and
-`eval_preprocessor`, built on `eval_clip_frame_indices` and `eval_spatial_views`). The softmax
+the dataset build stores videos (`video_decoding.decode_video`: short side resized to the
+checkpoint's `frame_short_side`, JPEG-encoded at its `jpeg_quality`); the evaluation's
+video-mode phases then cut it into the non-overlapping clips that cover it, with their spatial
+views (`input_pipeline.eval_sampler` and `eval_preprocessor`, built on `eval_clip_frame_indices`
+and `eval_spatial_views`). The softmax
 averaged over the clips ranks the classes. Class names and preprocessing come from the
 checkpoint's metadata, so no dataset is needed.
 """
@@ -25,7 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from r3d_jax import checkpoints, evaluation
-from r3d_jax.data import input_pipeline, ucf101
+from r3d_jax.data import input_pipeline, video_decoding
 from r3d_jax.models import create_model
 
 # The short side frames are stored at when a checkpoint does not say (configs/default.py).
@@ -44,7 +45,7 @@ class Classifier:
 
     model: nn.Module
     variables: Any
-    config: ml_collections.ConfigDict  # `model` and `input` fields, plus `data.frame_short_side`.
+    config: ml_collections.ConfigDict  # `model`, `input`, `data.frame_short_side`/`jpeg_quality`.
     class_names: list[str]
 
 
@@ -85,7 +86,12 @@ def classifier_config(metadata: dict[str, Any], source: str) -> ml_collections.C
         {
             'model': metadata['model'],
             'input': metadata['input'],
-            'data': {'frame_short_side': int(frame_short_side)},
+            'data': {
+                'frame_short_side': int(frame_short_side),
+                'jpeg_quality': int(
+                    (metadata.get('data') or {}).get('jpeg_quality', video_decoding.JPEG_QUALITY)
+                ),
+            },
         }
     )
 
@@ -118,8 +124,10 @@ def load_classifier(directory: str) -> Classifier:
 def video_clips(path: str, config: ml_collections.ConfigDict) -> tuple[np.ndarray, int]:
     """uint8 [clips x views, T, S, S, 3] of the video at `path`, and its frame count."""
     try:
-        video = ucf101.decode_video(path, config.data.frame_short_side)
-    except (ucf101.VideoDecodeError, OSError) as error:
+        video = video_decoding.decode_video(
+            path, config.data.frame_short_side, config.data.jpeg_quality
+        )
+    except (video_decoding.VideoDecodeError, OSError) as error:
         raise VideoReadError(f'Cannot read video {path}: {error}') from error
     example = {
         'frames': tf.constant(video.frames, tf.string),

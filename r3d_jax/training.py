@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 
 from r3d_jax import checkpoints, defaults, evaluation, optimizers
 from r3d_jax.crop_resize import CropResize
-from r3d_jax.data import build_ucf101, input_pipeline
+from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
 
@@ -157,7 +157,11 @@ def checkpoint_metadata(
     return {
         'model': config.model.to_dict(),
         'input': config.input.to_dict(),
-        'data': {'frame_short_side': config.data.frame_short_side},
+        'data': {
+            'dataset': config.data.dataset,
+            'frame_short_side': config.data.frame_short_side,
+            'jpeg_quality': config.data.jpeg_quality,
+        },
         'class_names': list(class_names),
         'epoch': progress.epoch,
         'step': progress.step(steps_per_epoch),
@@ -528,10 +532,10 @@ def _write_train_summary(
 def ensure_dataset(config: ml_collections.ConfigDict) -> None:
     """Builds the dataset if the config asks for it; process 0 first, the others after it."""
     if jax.process_index() == 0:
-        build_ucf101.ensure_dataset(config.data)
+        datasets.ensure_dataset(config.data)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices('r3d_jax dataset ready')
-        build_ucf101.ensure_dataset(config.data)
+        datasets.ensure_dataset(config.data)
 
 
 def _end_epoch(

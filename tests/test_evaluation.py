@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from r3d_jax import checkpoints, defaults, evaluation
-from r3d_jax.data import build_ucf101, input_pipeline
+from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
 
 # Four videos of 40, 10, 33 and 16 frames: 3, 1, 3 and 1 non-overlapping 16-frame clips (the
@@ -216,7 +216,7 @@ def tiny_config(data_root, eval_batch_size=12):
 def data_root(tmp_path_factory):
     """The tiny synthetic dataset, generated and built once for the module."""
     root = str(tmp_path_factory.mktemp('tiny_data'))
-    build_ucf101.ensure_dataset(tiny_config(root).data)
+    datasets.ensure_dataset(tiny_config(root).data)
     return root
 
 

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from r3d_jax import crop_resize, defaults, steps
-from r3d_jax.data import build_ucf101, input_pipeline, synthetic
+from r3d_jax.data import datasets, input_pipeline, synthetic
 
 CLASSES = ('Alpha', 'Beta', 'Gamma')
 GROUPS = (1, 2, 3)  # Group 1 is held out for testing in split 1 (3 groups -> 1 test group).
@@ -87,12 +87,9 @@ def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('input_pipeline'))
     videos = write_videos(root)
     data_dir = os.path.join(root, 'tfds')
-    directory = build_ucf101.build_dataset(
-        os.path.join(root, 'videos'),
-        os.path.join(root, 'lists'),
-        data_dir,
-        split_number=1,
-        frame_short_side=SHORT_SIDE,
+    directory = datasets.build_dataset(
+        make_config(data_dir).data,
+        {'videos_dir': os.path.join(root, 'videos'), 'splits_dir': os.path.join(root, 'lists')},
         workers=1,
     )
     builder = tfds.builder_from_directory(directory)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from r3d_jax import checkpoints, defaults, evaluation, predict, training
-from r3d_jax.data import build_ucf101, synthetic
+from r3d_jax.data import datasets, synthetic
 from r3d_jax.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,9 +95,10 @@ def trained_checkpoint(tmp_path_factory):
     """The latest checkpoint of a brief training run on the three colour classes."""
     root = tmp_path_factory.mktemp('colours')
     videos, splits = write_colour_tree(str(root / 'raw'))
-    build_ucf101.build_dataset(videos, splits, str(root / 'tfds'), frame_short_side=32, workers=1)
+    config = demo_config(str(root / 'tfds'))
+    datasets.build_dataset(config.data, {'videos_dir': videos, 'splits_dir': splits}, workers=1)
     workdir = str(root / 'workdir')
-    training.train_and_evaluate(demo_config(str(root / 'tfds')), workdir)
+    training.train_and_evaluate(config, workdir)
     return checkpoints.find_checkpoint(workdir, 'latest')
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from r3d_jax import checkpoints, crop_resize, defaults, evaluation, optimizers, steps, training
-from r3d_jax.data import input_pipeline, ucf101
+from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,10 +201,10 @@ def test_an_unknown_config_field_is_named_with_a_suggestion(tiny_config):
 def test_a_missing_dataset_names_the_directory_and_the_build_command(tiny_config, tmp_path):
     tiny_config.data.data_dir = str(tmp_path / 'empty')
     tiny_config.data.if_missing = ''
-    with pytest.raises(ucf101.DatasetNotBuiltError) as error:
+    with pytest.raises(datasets.DatasetNotBuiltError) as error:
         training.train_and_evaluate(tiny_config, str(tmp_path / 'workdir'))
     assert str(tmp_path / 'empty') in str(error.value)
-    assert 'build_ucf101' in str(error.value)
+    assert 'python -m r3d_jax.data.build --dataset=ucf101' in str(error.value)
 
 
 def _save_other_model_variables(config, directory: str, num_classes: int) -> dict:

@@ -1,4 +1,4 @@
-"""tf.data input pipelines for training and evaluation on the UCF-101 frames dataset.
+"""tf.data input pipelines for training and evaluation on a frames dataset (any layout).
 
 Both pipelines run DMVR's phases in order, and differ only in Sample and Preprocess:
 
@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from r3d_jax.crop_resize import crop_sides
-from r3d_jax.data import ucf101
+from r3d_jax.data import datasets
 
 CROP_POSITIONS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
 EVAL_MODES = ('clip', 'video')
@@ -75,9 +75,7 @@ class BatchLayout:
 
 def load_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     """The built dataset named by `config.data` (a clear error when it is missing)."""
-    return ucf101.load_builder(
-        config.data.data_dir, config.data.split_number, config.data.frame_short_side
-    )
+    return datasets.load_builder(config.data)
 
 
 def dataset_metadata(config: ml_collections.ConfigDict) -> DatasetMetadata:
