@@ -113,18 +113,15 @@ def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
                 data_config.data_dir, data_config.split_number, data_config.frame_short_side
             )
         )
-    wanted = data_config.synthetic.to_dict()
-    found = synthetic.generated_parameters(data_config.raw_dir)
-    if found is None:
-        synthetic.generate(data_config.raw_dir, **wanted, workers=data_config.build_workers)
-    elif found != wanted:
-        raise ValueError(
-            f'{data_config.raw_dir} holds synthetic videos generated with {found}, but '
-            f'config.data.synthetic is {wanted}; delete it or set config.data.raw_dir elsewhere.'
-        )
+    tree = synthetic.ensure_tree(
+        'ucf101',
+        data_config.raw_dir,
+        workers=data_config.build_workers,
+        **data_config.synthetic.to_dict(),
+    )
     return build_dataset(
-        os.path.join(data_config.raw_dir, synthetic.VIDEOS_DIRNAME),
-        os.path.join(data_config.raw_dir, synthetic.SPLITS_DIRNAME),
+        tree.sources['videos_dir'],
+        tree.sources['splits_dir'],
         data_config.data_dir,
         split_number=data_config.split_number,
         frame_short_side=data_config.frame_short_side,
