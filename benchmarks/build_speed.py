@@ -63,10 +63,10 @@ def _timed(run: Callable[[], None]) -> Timing:
     return Timing(wall=wall, cpu=main_cpu + children_cpu, main_cpu=main_cpu)
 
 
-def _build(raw_dir: str, data_dir: str, frame_short_side: int, workers: int) -> None:
+def _build(sources: dict[str, str], data_dir: str, frame_short_side: int, workers: int) -> None:
     build_ucf101.build_dataset(
-        os.path.join(raw_dir, synthetic.VIDEOS_DIRNAME),
-        os.path.join(raw_dir, synthetic.SPLITS_DIRNAME),
+        sources['videos_dir'],
+        sources['splits_dir'],
         data_dir,
         frame_short_side=frame_short_side,
         workers=workers,
@@ -127,23 +127,26 @@ def main() -> None:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='build_speed_')
     raw_dir = os.path.join(work_dir, 'raw')
     num_classes = min(10, args.videos)
-    synthetic.generate(
+    num_groups = synthetic.tree.NUM_SPLITS
+    tree = synthetic.generate(
+        'ucf101',
         raw_dir,
         num_classes=num_classes,
-        num_groups=synthetic.NUM_SPLITS,
-        clips_per_group=-(-args.videos // (num_classes * synthetic.NUM_SPLITS)),
+        num_groups=num_groups,
+        clips_per_group=-(-args.videos // (num_classes * num_groups)),
         min_frames=args.frames_per_video,
         max_frames=args.frames_per_video,
         workers=workers,
     )
-    videos = sorted(glob.glob(os.path.join(raw_dir, synthetic.VIDEOS_DIRNAME, '*', '*.avi')))
+    videos = sorted(glob.glob(os.path.join(tree.sources['videos_dir'], '*', '*.avi')))
     frames = len(videos) * args.frames_per_video
     print(f'{len(videos)} videos, {frames} frames of 320x240 -> short side {args.frame_short_side}')
 
     rows, timings = [], {}
     for count in sorted({1, workers}):
         data_dir = os.path.join(work_dir, f'tfds_{count}')
-        timing = _timed(functools.partial(_build, raw_dir, data_dir, args.frame_short_side, count))
+        run_build = functools.partial(_build, tree.sources, data_dir, args.frame_short_side, count)
+        timing = _timed(run_build)
         directory = ucf101.dataset_dir(data_dir, 1, args.frame_short_side)
         stored = sum(os.path.getsize(f) for f in glob.glob(os.path.join(directory, '*.tfrecord*')))
         rows.append(_row('r3d-jax build (PyAV, JPEG, TFDS)', count, frames, timing, stored))

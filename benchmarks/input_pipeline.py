@@ -69,7 +69,7 @@ def train_videos(config) -> int:
     from r3d_jax.data import synthetic
 
     wanted = config.data.synthetic
-    test_groups = len(synthetic.held_out_groups(wanted.num_groups, config.data.split_number))
+    test_groups = len(synthetic.tree.held_out_groups(wanted.num_groups, config.data.split_number))
     return wanted.num_classes * (wanted.num_groups - test_groups) * wanted.clips_per_group
 
 

@@ -53,14 +53,28 @@ def get_config() -> ml_collections.ConfigDict:
     # UCF-101-format synthetic videos into `raw_dir` and builds them first (demo/quickstart).
     config.data.if_missing = ''
     config.data.raw_dir = 'data/synthetic_ucf101'
-    # The synthetic stand-in (r3d_jax/data/synthetic.py): UCF-101's format, one motion per class.
+    # The synthetic stand-in (r3d_jax/data/synthetic/): the dataset's exact layout and codec,
+    # one motion per class. A group is a source whose clips stay on one side of every split.
     config.data.synthetic = ml_collections.ConfigDict()
     config.data.synthetic.num_classes = 101  # At most 147; the first ten are the easiest.
-    config.data.synthetic.num_groups = 25  # Split by group like UCF-101 (7 test groups of 25).
+    # Groups per class: UCF-101 groups, HMDB-51 source films, Kinetics/video-list videos (split
+    # 1 of UCF-101's scheme, 7 of 25, is the test or validation set), ActivityNet videos.
+    config.data.synthetic.num_groups = 25
+    # Videos per group; ActivityNet: annotated segments per video.
     config.data.synthetic.clips_per_group = 4
-    config.data.synthetic.min_frames = 12  # Video lengths are uniform in [min_frames, max_frames].
+    # Frames per video (ActivityNet: per segment, with still stretches of up to half as many
+    # around them), uniform in [min_frames, max_frames].
+    config.data.synthetic.min_frames = 12
     config.data.synthetic.max_frames = 60
     config.data.synthetic.seed = 0
+    # The layout's form: '' its usual one; 'video_list': 'with_val' (adds val.txt) or
+    # 'split_folders' (<split>/<class>/ folders, no lists); 'kinetics': 'underscore_folders'
+    # (label folders spell spaces as '_') or 'flat' (one folder of clips).
+    config.data.synthetic.variant = ''
+    # Downloaded datasets ('kinetics', 'activitynet'): the fraction of listed videos whose file
+    # is absent (rounded up), and how many are truncated (corrupt) files.
+    config.data.synthetic.missing_fraction = 0.05
+    config.data.synthetic.corrupt_videos = 1
     config.data.build_workers = 0  # Processes that generate/decode videos; 0: one per CPU core.
 
     # Input pipeline (training augmentation and evaluation views).

@@ -46,11 +46,11 @@ def built(tmp_path_factory):
 
 
 def _videos_dir(data):
-    return os.path.join(data.raw_dir, synthetic.VIDEOS_DIRNAME)
+    return os.path.join(data.raw_dir, synthetic.ucf101.VIDEOS_DIRNAME)
 
 
 def _splits_dir(data):
-    return os.path.join(data.raw_dir, synthetic.SPLITS_DIRNAME)
+    return os.path.join(data.raw_dir, synthetic.ucf101.SPLITS_DIRNAME)
 
 
 def _examples(data, split, *, frame_short_side=None):

@@ -1,15 +1,20 @@
-"""The synthetic dataset: UCF-101's layout and codec, group splits, determinism, motion classes."""
+"""The synthetic datasets: motion classes, UCF-101's layout and codec, group splits, and what
+every layout shares (determinism, atomic writing, the parameters record, the command line)."""
 
-import filecmp
 import itertools
+import json
 import os
 import re
+import subprocess
+import sys
 
 import av
 import numpy as np
 import pytest
 
+from r3d_jax import defaults
 from r3d_jax.data import synthetic
+from r3d_jax.data.synthetic import render, ucf101
 
 NUM_CLASSES, NUM_GROUPS, CLIPS_PER_GROUP = 4, 3, 2
 MIN_FRAMES, MAX_FRAMES = 6, 20
@@ -19,6 +24,7 @@ MIN_FRAMES, MAX_FRAMES = 6, 20
 def tree(tmp_path_factory):
     """Four classes: MoveUp, HandstandPushups, MoveSideways, Spin."""
     return synthetic.generate(
+        'ucf101',
         str(tmp_path_factory.mktemp('synthetic') / 'ucf'),
         num_classes=NUM_CLASSES,
         num_groups=NUM_GROUPS,
@@ -26,22 +32,22 @@ def tree(tmp_path_factory):
         min_frames=MIN_FRAMES,
         max_frames=MAX_FRAMES,
         workers=2,
-    )
+    ).root
 
 
 def _class_names(tree):
-    path = os.path.join(tree, synthetic.SPLITS_DIRNAME, 'classInd.txt')
+    path = os.path.join(tree, ucf101.SPLITS_DIRNAME, 'classInd.txt')
     with open(path) as f:
         return [line.split()[1] for line in f]
 
 
 def _list(tree, name):
-    with open(os.path.join(tree, synthetic.SPLITS_DIRNAME, name)) as f:
+    with open(os.path.join(tree, ucf101.SPLITS_DIRNAME, name)) as f:
         return [line.split() for line in f]
 
 
 def _all_videos(tree):
-    videos_dir = os.path.join(tree, synthetic.VIDEOS_DIRNAME)
+    videos_dir = os.path.join(tree, ucf101.VIDEOS_DIRNAME)
     return sorted(
         f'{folder}/{name}'
         for folder in os.listdir(videos_dir)
@@ -57,9 +63,9 @@ def _decode(path):
 def test_tree_has_ucf101_layout_and_split_files(tree):
     names = _class_names(tree)
     assert names == [m.name for m in synthetic.motion_classes()[:NUM_CLASSES]]
-    with open(os.path.join(tree, synthetic.SPLITS_DIRNAME, 'classInd.txt')) as f:
+    with open(os.path.join(tree, ucf101.SPLITS_DIRNAME, 'classInd.txt')) as f:
         assert f.readline() == f'1 {names[0]}\n'
-    assert sorted(os.listdir(os.path.join(tree, synthetic.SPLITS_DIRNAME))) == sorted(
+    assert sorted(os.listdir(os.path.join(tree, ucf101.SPLITS_DIRNAME))) == sorted(
         ['classInd.txt'] + [f'{kind}list0{n}.txt' for kind in ('train', 'test') for n in (1, 2, 3)]
     )
     videos = _all_videos(tree)
@@ -78,7 +84,7 @@ def test_tree_has_ucf101_layout_and_split_files(tree):
 
 
 def test_handstand_pushups_files_are_spelled_as_in_ucf101(tree):
-    folder = os.path.join(tree, synthetic.VIDEOS_DIRNAME, 'HandstandPushups')
+    folder = os.path.join(tree, ucf101.VIDEOS_DIRNAME, 'HandstandPushups')
     files = os.listdir(folder)
     assert files and all(name.startswith('v_HandStandPushups_g') for name in files)
     listed = [line[0] for line in _list(tree, 'trainlist01.txt')]
@@ -95,7 +101,7 @@ def test_splits_hold_out_whole_groups_like_ucf101(tree):
         tested.append(test_groups)
     assert tested == [{1}, {2}, {3}]
     # UCF-101's own scheme: 7 of 25 groups held out per split.
-    assert [list(synthetic.held_out_groups(25, n)) for n in (1, 2, 3)] == [
+    assert [list(synthetic.tree.held_out_groups(25, n)) for n in (1, 2, 3)] == [
         list(range(1, 8)), list(range(8, 15)), list(range(15, 22))
     ]
 
@@ -103,7 +109,7 @@ def test_splits_hold_out_whole_groups_like_ucf101(tree):
 def test_videos_are_xvid_avi_320x240_at_25_fps_with_short_ones(tree):
     lengths = []
     for video in _all_videos(tree):
-        path = os.path.join(tree, synthetic.VIDEOS_DIRNAME, video)
+        path = os.path.join(tree, ucf101.VIDEOS_DIRNAME, video)
         with av.open(path) as container:
             assert container.format.name == 'avi'
             stream = container.streams.video[0]
@@ -116,27 +122,12 @@ def test_videos_are_xvid_avi_320x240_at_25_fps_with_short_ones(tree):
     assert min(lengths) < 16  # Shorter than one reference clip: readers must loop them.
 
 
-def test_generation_is_deterministic_per_seed(tmp_path):
-    arguments = ['--num_classes=1', '--num_groups=3', '--clips_per_group=1', '--min_frames=4',
-                 '--max_frames=6', '--workers=1']
-    synthetic.main([f'--output_dir={tmp_path / "a"}', *arguments])
-    synthetic.main([f'--output_dir={tmp_path / "b"}', *arguments])
-    synthetic.main([f'--output_dir={tmp_path / "c"}', '--seed=1', *arguments])
-    videos = _all_videos(str(tmp_path / 'a'))
-    assert videos == _all_videos(str(tmp_path / 'b')) == _all_videos(str(tmp_path / 'c'))
-    relative = [os.path.join(synthetic.VIDEOS_DIRNAME, v) for v in videos]
-    same, different, errors = filecmp.cmpfiles(tmp_path / 'a', tmp_path / 'b', relative, False)
-    assert same == relative and not different and not errors
-    same, _, _ = filecmp.cmpfiles(tmp_path / 'a', tmp_path / 'c', relative, False)
-    assert not same
-
-
 def test_single_frames_do_not_reveal_the_class(tree):
     """Mean colours per class are as alike as chance makes them (one-way ANOVA F statistic)."""
     names = _class_names(tree)
     colours = {name: [] for name in names}
     for video in _all_videos(tree):
-        frames = _decode(os.path.join(tree, synthetic.VIDEOS_DIRNAME, video))
+        frames = _decode(os.path.join(tree, ucf101.VIDEOS_DIRNAME, video))
         colours[video.split('/')[0]].append(frames[len(frames) // 2].reshape(-1, 3).mean(0))
     groups = [np.array(colours[name]) for name in names]
     everything = np.concatenate(groups)
@@ -168,12 +159,12 @@ def _shifts(frames):
 def test_classes_differ_in_motion(tree):
     """MoveUp drifts up, HandstandPushups bobs up and down, MoveSideways drifts sideways."""
     for name in ('MoveUp', 'HandstandPushups', 'MoveSideways'):
-        folder = os.path.join(tree, synthetic.VIDEOS_DIRNAME, name)
+        folder = os.path.join(tree, ucf101.VIDEOS_DIRNAME, name)
         longest = max((_decode(os.path.join(folder, v)) for v in os.listdir(folder)), key=len)
-        assert len(longest) >= synthetic.SWING_PERIOD
+        assert len(longest) >= render.SWING_PERIOD
         shifts = _shifts(longest)
         dx, dy = shifts[:, 0], shifts[:, 1]
-        speed = synthetic.FAST / 2  # Pixels per frame at half resolution.
+        speed = render.FAST / 2  # Pixels per frame at half resolution.
         if name == 'MoveUp':
             assert np.all(np.abs(dx) <= 1) and np.all(np.abs(dy + speed) <= 1), shifts
         elif name == 'HandstandPushups':
@@ -205,20 +196,100 @@ def test_each_video_mirrors_its_motion_at_random():
     rng = np.random.default_rng(0)
     directions = set()
     for _ in range(20):
-        x = synthetic.trajectory(sideways, 2, rng).x
-        step = (x[1] - x[0] + synthetic.WIDTH / 2) % synthetic.WIDTH - synthetic.WIDTH / 2
+        x = render.trajectory(sideways, 2, rng).x
+        step = (x[1] - x[0] + render.WIDTH / 2) % render.WIDTH - render.WIDTH / 2
         directions.add(np.sign(step))
     assert directions == {-1.0, 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# What every layout shares.
+
+TINY = {'num_classes': 2, 'num_groups': 3, 'clips_per_group': 1, 'min_frames': 4, 'max_frames': 6}
+
+
+def _files(root):
+    """Every file under `root`, relative, with its bytes."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, root)] = f.read()
+    return found
+
+
+@pytest.mark.parametrize('dataset', list(synthetic.LAYOUTS))
+def test_every_layout_writes_the_same_bytes_for_a_seed_and_others_for_another(tmp_path, dataset):
+    trees = [
+        _files(synthetic.generate(dataset, str(tmp_path / name), workers=1, seed=seed, **TINY).root)
+        for name, seed in (('a', 0), ('b', 0), ('c', 1))
+    ]
+    assert trees[0] == trees[1]
+    videos = [path for path in trees[0] if path.endswith(('.avi', '.mp4', '.webm'))]
+    assert videos
+    assert all(trees[0][path] != trees[2].get(path) for path in videos)
+
+
+def test_generation_is_deterministic_per_seed_from_the_command_line(tmp_path):
+    arguments = ['--dataset=ucf101', '--num_classes=1', '--num_groups=3', '--clips_per_group=1',
+                 '--min_frames=4', '--max_frames=6', '--workers=1']
+    outputs = []
+    for name in ('a', 'b'):
+        run = subprocess.run(
+            [sys.executable, '-m', 'r3d_jax.data.synthetic', f'--output_dir={tmp_path / name}',
+             *arguments],
+            capture_output=True, text=True, check=True,
+        )
+        outputs.append(run.stdout)
+    assert f'--videos_dir={tmp_path / "a" / ucf101.VIDEOS_DIRNAME}' in outputs[0]
+    assert f'--splits_dir={tmp_path / "a" / ucf101.SPLITS_DIRNAME}' in outputs[0]
+    assert _files(tmp_path / 'a') == _files(tmp_path / 'b')
+
+
+def test_the_tree_records_what_generated_it(tmp_path):
+    generated = synthetic.generate('hmdb51', str(tmp_path / 'out'), workers=1, **TINY)
+    found = synthetic.generated_tree(str(tmp_path / 'out'))
+    assert found == generated
+    assert found.sources == {
+        'videos_dir': str(tmp_path / 'out' / 'hmdb51_org'),
+        'splits_dir': str(tmp_path / 'out' / 'testTrainMulti_7030_splits'),
+    }
+    assert synthetic.generated_parameters(str(tmp_path / 'out')) == {
+        'dataset': 'hmdb51', **defaults.get_config().data.synthetic.to_dict(), **TINY
+    }
+    assert synthetic.generated_parameters(str(tmp_path)) is None
+
+
+def test_ensure_tree_reuses_the_same_tree_and_refuses_one_generated_otherwise(tmp_path):
+    output = str(tmp_path / 'out')
+    first = synthetic.ensure_tree('ucf101', output, workers=1, **TINY)
+    written = os.path.getmtime(os.path.join(output, 'synthetic.json'))
+    assert synthetic.ensure_tree('ucf101', output, workers=1, **TINY) == first
+    assert os.path.getmtime(os.path.join(output, 'synthetic.json')) == written
+    with pytest.raises(ValueError, match=r"generated with .*'num_classes': 2"):
+        synthetic.ensure_tree('ucf101', output, **{**TINY, 'num_classes': 3})
+    with pytest.raises(ValueError, match=r"generated with \{'dataset': 'ucf101'"):
+        synthetic.ensure_tree('hmdb51', output, **TINY)
+
+
+def test_a_tree_recorded_before_there_were_layouts_reads_as_ucf101(tmp_path):
+    (tmp_path / 'synthetic.json').write_text(json.dumps({**TINY, 'seed': 0}))
+    found = synthetic.generated_tree(str(tmp_path))
+    assert found.dataset == 'ucf101'
+    assert found.sources['videos_dir'] == str(tmp_path / 'UCF-101')
+    assert synthetic.generated_parameters(str(tmp_path)) == {
+        'dataset': 'ucf101', **defaults.get_config().data.synthetic.to_dict(), **TINY
+    }
 
 
 def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError('disk full')
 
-    monkeypatch.setattr(synthetic, '_write_split_files', fail)
+    monkeypatch.setattr(synthetic.tree, 'write_text_files', fail)
     with pytest.raises(RuntimeError, match='disk full'):
-        synthetic.generate(str(tmp_path / 'out'), num_classes=1, num_groups=3, clips_per_group=1,
-                           min_frames=2, max_frames=2, workers=1)
+        synthetic.generate('ucf101', str(tmp_path / 'out'), workers=1, **TINY)
     assert os.listdir(tmp_path) == []
 
 
@@ -230,14 +301,23 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
         ({'num_groups': 2}, 'num_groups'),
         ({'clips_per_group': 0}, 'clips_per_group'),
         ({'min_frames': 9, 'max_frames': 8}, 'min_frames'),
+        ({'variant': 'flat'}, r"variant must be one of \[''\] for ucf101"),
+        ({'missing_fraction': 1.0}, 'missing_fraction'),
+        ({'corrupt_videos': -1}, 'corrupt_videos'),
+        ({'num_frames': 3}, r"Unknown synthetic parameter\(s\) \['num_frames'\]"),
     ],
 )
 def test_bad_arguments_are_rejected(tmp_path, arguments, message):
     with pytest.raises(ValueError, match=message):
-        synthetic.generate(str(tmp_path / 'out'), **arguments)
+        synthetic.generate('ucf101', str(tmp_path / 'out'), **arguments)
+
+
+def test_unknown_layouts_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown synthetic dataset 'ucf'; the layouts are"):
+        synthetic.generate('ucf', str(tmp_path / 'out'))
 
 
 def test_refuses_to_write_into_a_non_empty_directory(tmp_path):
     (tmp_path / 'keep.txt').write_text('x')
     with pytest.raises(FileExistsError, match=str(tmp_path)):
-        synthetic.generate(str(tmp_path), num_classes=1, num_groups=3)
+        synthetic.generate('ucf101', str(tmp_path), num_classes=1, num_groups=3)

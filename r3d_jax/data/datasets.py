@@ -280,18 +280,8 @@ def ensure_dataset(data: ml_collections.ConfigDict) -> str:
         return directory
     if data.if_missing != 'synthetic':
         raise DatasetNotBuiltError(not_built_message(data))
-    wanted = data.synthetic.to_dict()
-    found = synthetic.generated_parameters(data.raw_dir)
-    if found is None:
-        synthetic.generate(data.raw_dir, **wanted, workers=data.build_workers)
-    elif found != wanted:
-        raise ValueError(
-            f'{data.raw_dir} holds synthetic videos generated with {found}, but '
-            f'config.data.synthetic is {wanted}; delete it or set config.data.raw_dir elsewhere.'
-        )
-    sources = {
-        'videos_dir': os.path.join(data.raw_dir, synthetic.VIDEOS_DIRNAME),
-        'splits_dir': os.path.join(data.raw_dir, synthetic.SPLITS_DIRNAME),
-    }
-    return build_dataset(data, sources, workers=data.build_workers)
+    tree = synthetic.ensure_tree(
+        data.dataset, data.raw_dir, workers=data.build_workers, **data.synthetic.to_dict()
+    )
+    return build_dataset(data, tree.sources, workers=data.build_workers)
 
