@@ -220,12 +220,12 @@ class FramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 outcomes.extend(
                     Outcome(**json.loads(line)) for line in path.read_text().splitlines()
                 )
-        order = {
-            (split, e.video_id): i
-            for split, entries in self._contents.splits.items()
+        order = {  # The runner writes them in any order; the local build's is the lists'.
+            (split, e.video_id): (s, i)
+            for s, (split, entries) in enumerate(self._contents.splits.items())
             for i, e in enumerate(entries)
         }
-        return sorted(outcomes, key=lambda o: (o.split, order[(o.split, o.video_id)]))
+        return sorted(outcomes, key=lambda o: order[(o.split, o.video_id)])
 
     def _download_and_prepare(
         self,
