@@ -2,8 +2,11 @@ r"""ResNet-18 fine-tuned on UCF-101 split 1 from Kinetics-400 weights (Hara et a
 
 First import the reference's Kinetics ResNet-18 (`resnet-18-kinetics.pth`, released with the
 CVPR2018 branch; type-A shortcuts, trained on [0, 255] frames minus the reference mean, as this
-config expects). The importer keeps the backbone and gives the classifier 101 fresh outputs:
+config expects). The importer keeps the backbone and gives the classifier 101 fresh outputs;
+the data are built as for `configs/r18_ucf101.py`:
 
+    python -m r3d_jax.data.build --dataset=ucf101 --videos_dir=UCF-101 \
+        --splits_dir=ucfTrainTestlist --split=1 --data_dir=data/tfds --frame_short_side=128
     python -m r3d_jax.convert_torch --checkpoint=resnet-18-kinetics.pth \
         --config=configs/r18_ucf101_finetune.py --output=weights/r18_kinetics
     python train.py --config=configs/r18_ucf101_finetune.py --workdir=workdirs/r18_ucf101_ft
@@ -11,7 +14,7 @@ config expects). The importer keeps the backbone and gives the classifier 101 fr
 Reproduces the reference's fine-tuning: only conv5_x (`layer4`) and the classifier train, with
 lr 0.001 and weight decay 1e-5, for 300 epochs; the reference code reaches about 84 % top-1 on
 split 1 this way. BatchNorm statistics of the frozen layers still update in training mode, as
-in the reference. The data are built as for `configs/r18_ucf101.py`.
+in the reference.
 """
 
 import ml_collections

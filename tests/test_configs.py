@@ -5,9 +5,22 @@ import importlib
 import pytest
 
 from r3d_jax import defaults, optimizers, training
+from r3d_jax.data import layouts
 from r3d_jax.models import create_model
 
-RECIPES = ('r18_ucf101', 'r18_ucf101_finetune', 'demo')
+KINETICS_DEPTHS = (18, 34, 50, 101, 152, 200)
+RECIPES = (
+    'r18_ucf101',
+    'r18_ucf101_finetune',
+    'demo',
+    'r18_hmdb51',
+    'r18_hmdb51_finetune',
+    'video_list_example',
+    *(f'r{depth}_kinetics400' for depth in KINETICS_DEPTHS),
+    'r18_activitynet',
+    'r18_kinetics400_to_ucf101',
+    'r18_kinetics400_to_hmdb51',
+)
 
 
 def _config(name: str):
@@ -27,6 +40,24 @@ def test_every_config_uses_only_fields_of_the_default_config(name):
 def test_every_recipe_opens_with_the_command_that_runs_it(name):
     doc = importlib.import_module(f'configs.{name}').__doc__
     assert f'python train.py --config=configs/{name}.py --workdir=' in doc
+
+
+@pytest.mark.parametrize('name', [r for r in RECIPES if r != 'demo'])
+def test_every_recipe_says_how_to_build_its_dataset_with_its_identity(name):
+    """The build command in the docstring writes the dataset the recipe reads."""
+    config = _config(name)
+    doc = importlib.import_module(f'configs.{name}').__doc__.replace('\\\n', ' ')
+    command = ' '.join(doc[doc.index('python -m r3d_jax.data.build'):].split())
+    assert f'--dataset={config.data.dataset} ' in command
+    assert f'--frame_short_side={config.data.frame_short_side}' in command or (
+        config.data.frame_short_side == defaults.get_config().data.frame_short_side
+    )
+    for field in layouts.get(config.data.dataset).config_fields:
+        flag = layouts.flag_of(field)
+        assert f'--{flag}={config.data[field]}' in command or (
+            config.data[field] == defaults.get_config().data[field] and f'--{flag}=' not in command
+        ), field
+    layouts.config_name(config.data)  # The identity is valid.
 
 
 def test_unknown_fields_are_found_and_a_close_field_is_suggested():
@@ -77,3 +108,87 @@ def test_demo_builds_its_synthetic_data_and_trains_a_small_model():
     assert config.data.synthetic.num_classes == config.model.num_classes
     assert config.model.dtype == 'float32'
     assert config.video_eval_at_end
+
+
+def _reference_recipe(config):
+    """The reference's training recipe: SGD 0.1 dampened, wd 1e-3, batch 128, 200 epochs."""
+    assert (config.input.clip_length, config.input.crop_size) == (16, 112)
+    assert config.input.scales == pytest.approx((1.0, 2**-0.25, 2**-0.5, 2**-0.75, 0.5))
+    assert len(config.input.crop_positions) == 5 and config.input.flip_probability == 0.5
+    assert config.input.mean == pytest.approx((114.7748, 107.7354, 99.4750))
+    assert config.optimizer.name == 'sgd' and config.optimizer.learning_rate == 0.1
+    assert (config.optimizer.momentum, config.optimizer.dampening) == (0.9, 0.9)
+    assert config.optimizer.weight_decay == 1e-3 and config.optimizer.trainable == 'all'
+    assert (config.schedule.name, config.schedule.plateau_patience) == ('plateau', 10)
+    assert (config.batch_size, config.num_epochs) == (128, 200)
+    assert config.init_from == ''
+
+
+def _reference_finetuning(config):
+    assert config.optimizer.trainable == 'last_stage_and_head'
+    assert config.optimizer.learning_rate == 0.001
+    assert config.optimizer.weight_decay == 1e-5
+    assert config.num_epochs == 300
+    assert config.model.shortcut == 'A'  # As the Kinetics ResNet-18 it starts from.
+
+
+def test_r18_hmdb51_is_the_ucf101_recipe_on_hmdb51():
+    config = _config('r18_hmdb51')
+    _reference_recipe(config)
+    assert (config.data.dataset, config.data.split_number) == ('hmdb51', 1)
+    assert (config.data.train_split, config.data.eval_split) == ('train', 'test')
+    assert (config.model.depth, config.model.num_classes, config.model.shortcut) == (18, 51, 'A')
+
+
+def test_r18_hmdb51_finetune_starts_from_imported_kinetics_weights_with_51_classes():
+    config = _config('r18_hmdb51_finetune')
+    _reference_finetuning(config)
+    assert (config.data.dataset, config.model.num_classes) == ('hmdb51', 51)
+    assert config.init_from == 'weights/r18_kinetics_hmdb51'
+    doc = importlib.import_module('configs.r18_hmdb51_finetune').__doc__
+    assert f'--output={config.init_from}' in doc
+
+
+def test_video_list_example_fine_tunes_on_a_named_video_list():
+    config = _config('video_list_example')
+    _reference_finetuning(config)
+    assert config.data.dataset == 'video_list'
+    assert layouts.config_name(config.data) == 'my_videos_128px'
+    doc = importlib.import_module('configs.video_list_example').__doc__
+    assert f'--output={config.init_from}' in doc
+
+
+@pytest.mark.parametrize('depth', KINETICS_DEPTHS)
+def test_kinetics400_recipes_are_the_references_with_its_shortcuts(depth):
+    config = _config(f'r{depth}_kinetics400')
+    _reference_recipe(config)
+    assert (config.data.dataset, config.data.kinetics_version) == ('kinetics', 400)
+    assert (config.data.train_split, config.data.eval_split) == ('train', 'validation')
+    assert config.data.max_skip_fraction == 0.2
+    assert (config.model.depth, config.model.num_classes) == (depth, 400)
+    assert config.model.shortcut == ('A' if depth <= 34 else 'B')
+
+
+def test_r18_activitynet_trains_from_scratch_on_the_segments():
+    config = _config('r18_activitynet')
+    _reference_recipe(config)
+    assert config.data.dataset == 'activitynet'
+    assert (config.data.train_split, config.data.eval_split) == ('train', 'validation')
+    assert (config.model.depth, config.model.num_classes) == (18, 200)
+
+
+@pytest.mark.parametrize(('target', 'classes'), [('ucf101', 101), ('hmdb51', 51)])
+def test_kinetics_runs_here_fine_tune_with_a_fresh_classifier(target, classes):
+    config = _config(f'r18_kinetics400_to_{target}')
+    kinetics = _config('r18_kinetics400')
+    _reference_finetuning(config)
+    assert (config.data.dataset, config.model.num_classes) == (target, classes)
+    assert config.init_from_skip == ('fc',)
+    assert config.init_from == 'weights/r18_kinetics400_best'
+    assert "find_checkpoint('workdirs/r18_kinetics400', 'best')" in importlib.import_module(
+        f'configs.r18_kinetics400_to_{target}'
+    ).__doc__
+    for field in ('depth', 'shortcut', 'stem'):
+        assert config.model[field] == kinetics.model[field]
+    assert config.input.mean == kinetics.input.mean
+    assert config.data.frame_short_side == kinetics.data.frame_short_side
