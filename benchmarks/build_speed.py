@@ -1,17 +1,23 @@
-"""Frame extraction speed: this project's build against the reference's ffmpeg extraction.
+"""Dataset build speed on UCF-101-like and Kinetics-like videos, and the reference's extraction.
 
-    python -m benchmarks.build_speed [--videos=60] [--frames_per_video=150] [--workers=0]
+    python -m benchmarks.build_speed [--videos=60] [--frames_per_video=150] \
+        [--kinetics_clips=8] [--workers=0] [--skip=ucf101|kinetics]
 
-Both read the same synthetic 320x240 XviD AVI videos (UCF-101's format). This project's build
-decodes with PyAV, resizes and JPEG-encodes in worker processes and writes TFRecords through TFDS
-(`r3d_jax.data.build_ucf101.build_dataset`). The reference (3D-ResNets-PyTorch,
-`utils/video_jpg_ucf101_hmdb51.py`) runs the ffmpeg CLI once per video, writing one JPEG file
-per frame (`ffmpeg -i v.avi -vf scale=-1:<size> image_%05d.jpg`, its default JPEG quality);
-here each ffmpeg runs with one thread, so that one process is one worker, as in the build.
+A local build has two phases, timed apart: decoding (PyAV decode, resize, JPEG encode in worker
+processes, into the resumable build cache: `build_cache.fill`, as `datasets.build_dataset` runs
+it) and writing (the build run again finds every chunk decoded, and TFDS serialises, shuffles
+and writes the TFRecords in this one process). Besides wall time, the CPU time of this process
+and its children is measured: frames per CPU-second does not depend on what else runs on the
+machine. Projections assume decoding scales linearly with cores (it is one process per core,
+nothing shared) and writing does not scale (one process).
 
-Each is timed with one worker and with `--workers`. Besides wall time, the CPU time of this
-process and its children is measured: frames per CPU-second does not depend on what else runs
-on the machine, and projects full UCF-101 (about 2.5 M frames) onto 16 cores.
+- UCF-101-like: synthetic 320x240 XviD AVIs at 25 fps (the synthetic UCF-101), projected onto
+  full UCF-101 (about 2.5 M frames). The reference (3D-ResNets-PyTorch,
+  `utils/video_jpg_ucf101_hmdb51.py`) runs the ffmpeg CLI once per video, writing one JPEG file
+  per frame (`ffmpeg -i v.avi -vf scale=-1:<size> image_%05d.jpg`); it is timed too when ffmpeg
+  is installed, each ffmpeg with one thread, so that one process is one worker.
+- Kinetics-like: 10 s H.264 MP4 clips at 30 fps, half 640x360 and half 340x256, in one flat
+  folder with its CSVs, projected onto Kinetics-400's ~240 k training clips of ~300 frames.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import tensorflow_datasets as tfds
-
-from r3d_jax.data import build_ucf101, synthetic, ucf101
+from r3d_jax import defaults, processes
+from r3d_jax.data import build_cache, layouts, synthetic
+from r3d_jax.data.synthetic import render
 
 UCF101_FRAMES = 2_500_000
+KINETICS400_FRAMES = 240_000 * 300
+KINETICS_SIZES = ((640, 360), (340, 256))
+KINETICS_SECONDS, KINETICS_FPS = 10, 30
 PROJECTION_CORES = 16
 
 
@@ -51,7 +60,7 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _timed(run: Callable[[], None]) -> Timing:
+def _timed(run: Callable[[], object]) -> Timing:
     """Times `run`; children's CPU counts once they are waited for, as pools and runs do."""
     main_before = _cpu_seconds(resource.RUSAGE_SELF)
     children_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
@@ -63,14 +72,62 @@ def _timed(run: Callable[[], None]) -> Timing:
     return Timing(wall=wall, cpu=main_cpu + children_cpu, main_cpu=main_cpu)
 
 
-def _build(sources: dict[str, str], data_dir: str, frame_short_side: int, workers: int) -> None:
-    build_ucf101.build_dataset(
-        sources['videos_dir'],
-        sources['splits_dir'],
-        data_dir,
-        frame_short_side=frame_short_side,
-        workers=workers,
+def _build_phases(data, sources: dict[str, str], workers: int) -> tuple[Timing, Timing]:
+    """(decode, write) timings of one local build of `config.data` from `sources`."""
+    from r3d_jax.data import datasets  # TensorFlow: not in decoding processes (see main).
+
+    layout = layouts.get(data.dataset)
+    contents = layout.read_contents(datasets.check_sources(layout, sources), data)
+    decoding = build_cache.Decoding(data.frame_short_side, data.jpeg_quality)
+    cache = datasets.cache_dir(data)
+    os.makedirs(cache)
+    plan = build_cache.plan_chunks(contents, decoding, cache, build_cache.DEFAULT_CHUNK_SIZE)
+    decode = _timed(functools.partial(build_cache.fill, plan, decoding, workers))
+    write = _timed(functools.partial(datasets.build_dataset, data, sources, workers=workers))
+    return decode, write
+
+
+def _stored_bytes(data) -> int:
+    from r3d_jax.data import datasets
+
+    shards = glob.glob(os.path.join(datasets.dataset_dir(data), '*.tfrecord*'))
+    return sum(os.path.getsize(f) for f in shards)
+
+
+def _row(method: str, workers: int, frames: int, timing: Timing, stored_bytes: int = 0) -> str:
+    stored = f'{stored_bytes / frames / 1000:.1f}' if stored_bytes else '-'
+    return (
+        f'{method:<36} {workers:>7} {frames:>7} {timing.wall:>7.1f} {frames / timing.wall:>9.0f} '
+        f'{frames / timing.cpu:>10.0f} {stored:>8}'
     )
+
+
+HEADER = (f'{"phase":<36} {"workers":>7} {"frames":>7} {"wall s":>7} {"frames/s":>9} '
+          f'{"frames/CPUs":>10} {"kB/frame":>8}')
+
+
+def _projection(name: str, total_frames: int, frames: int, decode: Timing, write: Timing) -> str:
+    """The build time of `total_frames` on PROJECTION_CORES, from one measured build."""
+    decode_rate = frames / decode.cpu * PROJECTION_CORES  # Linear in cores, assumed.
+    write_rate = frames / write.main_cpu  # One process.
+    hours = total_frames / decode_rate / 3600 + total_frames / write_rate / 3600
+    return (
+        f'Projected {name} ({total_frames / 1e6:.1f} M frames) on {PROJECTION_CORES} cores: '
+        f'decoding {decode_rate:.0f} frames/s ({frames / decode.cpu:.0f} per core, linear '
+        f'scaling assumed), writing {write_rate:.0f} frames/s (one process) -> {hours:.2f} h.'
+    )
+
+
+def _data_config(dataset: str, data_dir: str, frame_short_side: int):
+    data = defaults.get_config().data
+    data.dataset = dataset
+    data.data_dir = data_dir
+    data.frame_short_side = frame_short_side
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# UCF-101-like videos, and the reference's ffmpeg extraction.
 
 
 def _ffmpeg_one(video: str, out_dir: str, frame_short_side: int) -> None:
@@ -93,44 +150,12 @@ def _ffmpeg(videos: list[str], out_dir: str, frame_short_side: int, workers: int
             job.result()
 
 
-def _row(method: str, workers: int, frames: int, timing: Timing, stored_bytes: int) -> str:
-    return (
-        f'{method:<34} {workers:>7} {frames:>7} {timing.wall:>7.1f} {frames / timing.wall:>9.0f} '
-        f'{frames / timing.cpu:>10.0f} {stored_bytes / frames / 1000:>8.1f}'
-    )
-
-
-def _hours(frames_per_second: float) -> str:
-    return f'{UCF101_FRAMES / frames_per_second / 3600:.2f} h'
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--videos', type=int, default=60, help='Videos to extract (10 classes).')
-    parser.add_argument('--frames_per_video', type=int, default=150)
-    parser.add_argument('--frame_short_side', type=int, default=128)
-    parser.add_argument('--workers', type=int, default=0, help='0: one per CPU core.')
-    parser.add_argument('--work_dir', default='', help='Scratch space; default: a temp dir.')
-    args = parser.parse_args()
-    workers = args.workers or os.cpu_count() or 1
-    tfds.disable_progress_bar()
-    # TensorFlow writes the records: import it before any timing, so no build pays for it. Not
-    # at the top: decoding processes re-import this module and must stay light.
-    importlib.import_module('tensorflow')
-    ffmpeg = shutil.which('ffmpeg')
-    if ffmpeg is None:
-        print(
-            'ffmpeg is not installed, so the reference extraction cannot be timed; timing this '
-            "project's build only. Install it with: apt-get update && apt-get install -y ffmpeg",
-            file=sys.stderr,
-        )
-    work_dir = args.work_dir or tempfile.mkdtemp(prefix='build_speed_')
-    raw_dir = os.path.join(work_dir, 'raw')
+def ucf101_like(args: argparse.Namespace, work_dir: str, workers: int) -> None:
     num_classes = min(10, args.videos)
     num_groups = synthetic.tree.NUM_SPLITS
     tree = synthetic.generate(
         'ucf101',
-        raw_dir,
+        os.path.join(work_dir, 'ucf101_raw'),
         num_classes=num_classes,
         num_groups=num_groups,
         clips_per_group=-(-args.videos // (num_classes * num_groups)),
@@ -140,45 +165,117 @@ def main() -> None:
     )
     videos = sorted(glob.glob(os.path.join(tree.sources['videos_dir'], '*', '*.avi')))
     frames = len(videos) * args.frames_per_video
-    print(f'{len(videos)} videos, {frames} frames of 320x240 -> short side {args.frame_short_side}')
-
-    rows, timings = [], {}
+    print(f'\nUCF-101-like: {len(videos)} videos, {frames} frames of 320x240 -> short side '
+          f'{args.frame_short_side}')
+    rows, phases = [], {}
     for count in sorted({1, workers}):
-        data_dir = os.path.join(work_dir, f'tfds_{count}')
-        run_build = functools.partial(_build, tree.sources, data_dir, args.frame_short_side, count)
-        timing = _timed(run_build)
-        directory = ucf101.dataset_dir(data_dir, 1, args.frame_short_side)
-        stored = sum(os.path.getsize(f) for f in glob.glob(os.path.join(directory, '*.tfrecord*')))
-        rows.append(_row('r3d-jax build (PyAV, JPEG, TFDS)', count, frames, timing, stored))
-        timings[('build', count)] = timing
-    if ffmpeg is not None:
+        data = _data_config('ucf101', os.path.join(work_dir, f'ucf101_{count}'),
+                            args.frame_short_side)
+        decode, write = _build_phases(data, tree.sources, count)
+        rows.append(_row('r3d-jax decode (PyAV, JPEG)', count, frames, decode))
+        rows.append(_row('r3d-jax write (TFDS)', 1, frames, write, _stored_bytes(data)))
+        phases[count] = (decode, write)
+    if shutil.which('ffmpeg') is None:
+        print('ffmpeg is not installed, so the reference extraction is not timed. Install it '
+              'with: apt-get update && apt-get install -y ffmpeg', file=sys.stderr)
+    else:
         for count in sorted({1, workers}):
             out_dir = os.path.join(work_dir, f'ffmpeg_{count}')
-            run = functools.partial(_ffmpeg, videos, out_dir, args.frame_short_side, count)
-            timing = _timed(run)
+            timing = _timed(functools.partial(_ffmpeg, videos, out_dir, args.frame_short_side,
+                                              count))
             written = glob.glob(os.path.join(out_dir, '*', '*.jpg'))
             stored = sum(os.path.getsize(f) for f in written)
             rows.append(_row('reference: ffmpeg CLI, JPEG files', count, len(written), timing,
                              stored))
-            timings[('ffmpeg', count)] = timing
-
-    print(f'\n{"method":<34} {"workers":>7} {"frames":>7} {"wall s":>7} {"frames/s":>9} '
-          f'{"frames/CPUs":>10} {"kB/frame":>8}')
+    print(HEADER)
     print('\n'.join(rows))
+    print(_projection('full UCF-101', UCF101_FRAMES, frames, *phases[workers]))
 
-    # The build's writing process serialises every frame; it keeps one of the 16 cores, and it
-    # cannot write faster than its own CPU cost per frame allows.
-    build = timings[('build', workers)]
-    writer_limit = frames / build.main_cpu
-    build_rate = min(frames / build.cpu * PROJECTION_CORES, writer_limit)
-    print(f'\nWriting process: {1000 * build.main_cpu / frames:.3f} ms CPU per frame '
-          f'(at most {writer_limit:.0f} frames/s).')
-    print(f'Projected full UCF-101 ({UCF101_FRAMES / 1e6:.1f} M frames) on {PROJECTION_CORES} '
-          'cores, from frames per CPU-second with all workers:')
-    print(f'  r3d-jax build: {build_rate:.0f} frames/s -> {_hours(build_rate)}')
-    if ffmpeg is not None:
-        ffmpeg_rate = frames / timings[('ffmpeg', workers)].cpu * PROJECTION_CORES
-        print(f'  ffmpeg CLI:    {ffmpeg_rate:.0f} frames/s -> {_hours(ffmpeg_rate)}')
+
+# ---------------------------------------------------------------------------------------------
+# Kinetics-like clips.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clip:
+    path: str
+    size: tuple[int, int]
+    seed: int
+
+
+def _write_clip(clip: _Clip) -> None:
+    """A 10 s clip whose scene pans: real motion for the encoder, cheap to render."""
+    motion = render.motion_classes()[clip.seed % 3]
+    frames = render.panning_frames(motion, KINETICS_SECONDS * KINETICS_FPS, (clip.seed,),
+                                   clip.size)
+    render.write_video(clip.path, frames, KINETICS_FPS, render.H264_MP4)
+
+
+def kinetics_tree(root: str, num_clips: int, workers: int) -> dict[str, str]:
+    """Flat `<id>_<start>_<end>.mp4` clips and their CSVs; all train, the last two validation."""
+    videos_dir = os.path.join(root, 'videos')
+    os.makedirs(videos_dir)
+    rows, clips = [], []
+    for i in range(num_clips):
+        label, stem = f'label {i % 2}', f'clip{i:07d}_{0:06d}_{KINETICS_SECONDS:06d}'
+        rows.append(f'{label},clip{i:07d},0,{KINETICS_SECONDS},train\n')
+        clips.append(_Clip(os.path.join(videos_dir, f'{stem}.mp4'),
+                           KINETICS_SIZES[i % len(KINETICS_SIZES)], i))
+    with processes.worker_pool(min(workers, num_clips)) as pool:
+        list(pool.map(_write_clip, clips))
+    header = 'label,youtube_id,time_start,time_end,split\n'
+    sources = {'videos_dir': videos_dir, 'train_csv': os.path.join(root, 'train.csv'),
+               'val_csv': os.path.join(root, 'validate.csv')}
+    with open(sources['train_csv'], 'w') as f:
+        f.writelines([header, *rows[:-2]])
+    with open(sources['val_csv'], 'w') as f:
+        f.writelines([header, *rows[-2:]])
+    return sources
+
+
+def kinetics_like(args: argparse.Namespace, work_dir: str, workers: int) -> None:
+    sources = kinetics_tree(os.path.join(work_dir, 'kinetics_raw'), args.kinetics_clips, workers)
+    frames = args.kinetics_clips * KINETICS_SECONDS * KINETICS_FPS
+    sizes = ' and '.join(f'{w}x{h}' for w, h in KINETICS_SIZES)
+    print(f'\nKinetics-like: {args.kinetics_clips} H.264 clips of {KINETICS_SECONDS} s at '
+          f'{KINETICS_FPS} fps ({sizes}), {frames} frames -> short side {args.frame_short_side}')
+    rows, phases = [], {}
+    for count in sorted({1, workers}):
+        data = _data_config('kinetics', os.path.join(work_dir, f'kinetics_{count}'),
+                            args.frame_short_side)
+        decode, write = _build_phases(data, sources, count)
+        rows.append(_row('r3d-jax decode (PyAV, JPEG)', count, frames, decode))
+        rows.append(_row('r3d-jax write (TFDS)', 1, frames, write, _stored_bytes(data)))
+        total = Timing(decode.wall + write.wall, decode.cpu + write.cpu, 0.0)
+        rows.append(_row('r3d-jax build, both phases', count, frames, total, _stored_bytes(data)))
+        phases[count] = (decode, write)
+    print(HEADER)
+    print('\n'.join(rows))
+    print(_projection('Kinetics-400 training set', KINETICS400_FRAMES, frames, *phases[workers]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--videos', type=int, default=60, help='UCF-101-like videos (10 classes).')
+    parser.add_argument('--frames_per_video', type=int, default=150)
+    parser.add_argument('--kinetics_clips', type=int, default=8)
+    parser.add_argument('--frame_short_side', type=int, default=128)
+    parser.add_argument('--workers', type=int, default=0, help='0: one per CPU core.')
+    parser.add_argument('--skip', choices=('ucf101', 'kinetics'), default=None)
+    parser.add_argument('--work_dir', default='', help='Scratch space; default: a temp dir.')
+    args = parser.parse_args()
+    workers = args.workers or os.cpu_count() or 1
+    # TensorFlow writes the records: import it before any timing, so no build pays for it. Not
+    # at the top: decoding processes re-import this module (as `__mp_main__`) and must stay
+    # light, or each would load TensorFlow.
+    importlib.import_module('tensorflow')
+    importlib.import_module('tensorflow_datasets').disable_progress_bar()
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix='build_speed_')
+    print(f'{os.cpu_count()} CPU cores, {workers} decoding workers.')
+    if args.skip != 'ucf101':
+        ucf101_like(args, work_dir, workers)
+    if args.skip != 'kinetics':
+        kinetics_like(args, work_dir, workers)
     if not args.work_dir:
         shutil.rmtree(work_dir)
 

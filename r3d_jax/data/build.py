@@ -89,11 +89,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow loads below, for the write.
     # Imported here: decoding processes import this module again and must stay light.
-    import tensorflow_datasets as tfds
-
     from r3d_jax.data import datasets, frames_builder
 
-    tfds.disable_progress_bar()  # The build shows its own bars, with rates and ETA.
     try:
         data, sources = data_config_from_flags()
         datasets.build_dataset(

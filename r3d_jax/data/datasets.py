@@ -51,6 +51,11 @@ def dataset_dir(data: ml_collections.ConfigDict) -> str:
     )
 
 
+def cache_dir(data: ml_collections.ConfigDict) -> str:
+    """The build cache of `config.data`: decoded chunks kept until the dataset is complete."""
+    return f'{dataset_dir(data)}.partial'
+
+
 def is_built(directory: str) -> bool:
     """TFDS writes dataset_info.json last and then renames the directory into place."""
     return os.path.isfile(os.path.join(directory, 'dataset_info.json'))
@@ -83,8 +88,8 @@ def not_built_message(data: ml_collections.ConfigDict) -> str:
     leftovers = interrupted_builds(directory)
     if leftovers:
         message += f' An interrupted build left {", ".join(leftovers)}; rerun the build.'
-    if os.path.isdir(f'{directory}.partial'):
-        message += f' A build was interrupted; rerunning it reuses what {directory}.partial holds.'
+    if os.path.isdir(cache_dir(data)):
+        message += f' A build was interrupted; rerunning it reuses what {cache_dir(data)} holds.'
     return (
         f'{message}\nBuild it with:\n  {build_command(data)}\n'
         "or set config.data.if_missing='synthetic' to generate and build a synthetic stand-in."
@@ -185,6 +190,7 @@ def build_dataset(
     again: keep its top level light and its work under `if __name__ == '__main__':`.
     """
     _forbid_network()
+    tfds.disable_progress_bar()  # The build shows its own bars, with rates and ETA.
     layout = layouts.get(data.dataset)
     sources = check_sources(layout, sources)
     if beam_runner:
@@ -211,14 +217,15 @@ def build_dataset(
         jpeg_quality=data.jpeg_quality,
     )
     decoding = build_cache.Decoding(data.frame_short_side, data.jpeg_quality)
-    cache_dir = f'{directory}.partial'
+    cache = cache_dir(data)
     chunks = None
     if not beam_runner:
-        os.makedirs(cache_dir, exist_ok=True)
-        chunks = build_cache.plan_chunks(contents, decoding, cache_dir, chunk_size)
-        build_cache.remove_stale_files(cache_dir, chunks)
+        os.makedirs(cache, exist_ok=True)
+        chunks = build_cache.plan_chunks(contents, decoding, cache, chunk_size)
+        build_cache.remove_stale_files(cache, chunks)
         num_workers = workers or os.cpu_count() or 1
-        console.phase(f'Decoding {layout.title} videos with {num_workers} processes')
+        plural = 'es' if num_workers > 1 else ''
+        console.phase(f'Decoding {layout.title} videos with {num_workers} worker process{plural}')
         build_cache.fill(chunks, decoding, num_workers)
         outcomes = [o for split in chunks.values() for c in split
                     for o in build_cache.read_outcomes(c.path)]
@@ -247,7 +254,7 @@ def build_dataset(
     # TFDS creates download and extraction folders even when nothing is downloaded.
     with tempfile.TemporaryDirectory() as scratch:
         builder.download_and_prepare(download_dir=scratch, download_config=download_config)
-    shutil.rmtree(cache_dir, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
     print(f'Built {directory}')
     for split, report in builder.reports.items():
         codecs = ', '.join(f'{name} {count}' for name, count in report.codecs.items())

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 
 from r3d_jax import console
@@ -173,6 +174,14 @@ class FramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def decoding(self) -> Decoding:
         config = self.builder_config
         return Decoding(config.frame_short_side, config.jpeg_quality)
+
+    def _log_download_bytes(self) -> None:
+        """TFDS's "Downloading and preparing" line: nothing is downloaded, so only logged."""
+        logging.info('Writing %s.', self.data_dir)
+
+    def _log_download_done(self) -> None:
+        """TFDS's "downloaded and prepared" line; the build prints its own summary."""
+        logging.info('Wrote %s.', self.data_dir)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
