@@ -322,11 +322,12 @@ def panning_frames(
     for _ in range(rng.integers(2, 5)):
         sprite = _sprite(rng, scale)
         scene.paste(sprite, (int(rng.integers(width)), int(rng.integers(height))), sprite)
-    image = np.asarray(scene)
+    tiled = np.tile(np.asarray(scene), (2, 2, 1))  # Any window of the frame's size wraps.
     dx, dy = motion.velocity if any(motion.velocity) else (FAST, 0.0)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
-        frames[t] = np.roll(image, (round(dy * scale * t), round(dx * scale * t)), axis=(0, 1))
+        top, left = round(-dy * scale * t) % height, round(-dx * scale * t) % width
+        frames[t] = tiled[top : top + height, left : left + width]
     return frames
 
 
