@@ -175,6 +175,19 @@ def test_classes_differ_in_motion(tree):
             assert len(set(np.sign(dx))) == 1, shifts  # One direction per video.
 
 
+def test_motion_scales_with_the_short_side_at_any_frame_size():
+    """A 640x360 (or portrait 360x640) video moves 1.5x as many pixels per frame as a 320x240
+    one: resized to one short side, every size shows the same motion."""
+    move_up = render.motion_classes()[0]
+    assert move_up.name == 'MoveUp'
+    for size in ((320, 240), (640, 360), (360, 640)):
+        path = render.trajectory(move_up, 3, np.random.default_rng(0), size)
+        steps = (np.diff(path.y) + size[1] / 2) % size[1] - size[1] / 2
+        assert steps == pytest.approx([-render.FAST * min(size) / 240] * 2)
+    frames = render.render_frames(move_up, 2, (0,), (180, 320))
+    assert frames.shape == (2, 320, 180, 3)
+
+
 def _renderings(motion):
     """Parameters that render the same set of videos: mirrored, and swings reversed (which is
     a half-period phase shift)."""

@@ -24,13 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 from r3d_jax import defaults
-from r3d_jax.data.synthetic import hmdb51, tree, ucf101
+from r3d_jax.data.synthetic import activitynet, hmdb51, kinetics, tree, ucf101, video_list
 from r3d_jax.data.synthetic.render import HEIGHT, WIDTH, motion_classes, render_frames, write_avi
 from r3d_jax.data.synthetic.tree import SyntheticTree
 
 LAYOUTS: dict[str, Callable[[tree.Parameters], tree.Plan]] = {
     'ucf101': ucf101.plan,
     'hmdb51': hmdb51.plan,
+    'video_list': video_list.plan,
+    'kinetics': kinetics.plan,
+    'activitynet': activitynet.plan,
 }
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     'SyntheticTree',
     'ensure_tree',
     'generate',
+    'generate_kinetics_benchmark',
     'generated_parameters',
     'generated_tree',
     'motion_classes',
@@ -54,7 +58,9 @@ def _layout(dataset: str) -> Callable[[tree.Parameters], tree.Plan]:
     return LAYOUTS[dataset]
 
 
-def generate(dataset: str, output_dir: str, *, workers: int = 0, **parameters: Any) -> SyntheticTree:
+def generate(
+    dataset: str, output_dir: str, *, workers: int = 0, **parameters: Any
+) -> SyntheticTree:
     """Writes the synthetic `dataset` tree into `output_dir` (absent or empty) and returns it.
 
     `parameters` are `config.data.synthetic`'s fields; those not given take the schema's
@@ -65,6 +71,20 @@ def generate(dataset: str, output_dir: str, *, workers: int = 0, **parameters: A
     plan = _layout(dataset)
     resolved = tree.parameters_from(parameters)
     return tree.write_tree(output_dir, dataset, vars(resolved), plan(resolved), workers)
+
+
+def generate_kinetics_benchmark(
+    output_dir: str, num_clips: int, *, seed: int = 0, workers: int = 0
+) -> SyntheticTree:
+    """A Kinetics-format tree of `num_clips` 10-second 30 fps H.264 clips, half 640x360 and half
+    340x256, cheap to render (see `kinetics.benchmark_plan`), for decoding benchmarks."""
+    return tree.write_tree(
+        output_dir,
+        'kinetics',
+        {'benchmark_clips': num_clips, 'seed': seed},
+        kinetics.benchmark_plan(num_clips, seed),
+        workers,
+    )
 
 
 def generated_tree(output_dir: str) -> SyntheticTree | None:

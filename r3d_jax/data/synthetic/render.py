@@ -322,11 +322,12 @@ def panning_frames(
     for _ in range(rng.integers(2, 5)):
         sprite = _sprite(rng, scale)
         scene.paste(sprite, (int(rng.integers(width)), int(rng.integers(height))), sprite)
-    image = np.asarray(scene)
+    tiled = np.tile(np.asarray(scene), (2, 2, 1))  # Any window of the frame's size wraps.
     dx, dy = motion.velocity if any(motion.velocity) else (FAST, 0.0)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
-        frames[t] = np.roll(image, (round(dy * scale * t), round(dx * scale * t)), axis=(0, 1))
+        top, left = round(-dy * scale * t) % height, round(-dx * scale * t) % width
+        frames[t] = tiled[top : top + height, left : left + width]
     return frames
 
 
@@ -356,7 +357,9 @@ _BITEXACT = (('fflags', '+bitexact'),)
 # H.264 (x264's 'veryfast' keeps CABAC and B-frames, so decoding costs what it does for
 # typical downloaded videos) in MP4, as YouTube-sourced datasets store most videos.
 H264_MP4 = Codec(
-    container='mp4', encoder='libx264', options=(('preset', 'veryfast'),),
+    container='mp4',
+    encoder='libx264',
+    options=(('preset', 'veryfast'), ('x264-params', 'threads=1:lookahead-threads=1')),
     container_options=_BITEXACT,
 )
 # VP9 in WebM, what YouTube downloaders write for some videos.
@@ -380,10 +383,27 @@ def write_video(path: str, frames: np.ndarray, fps: float | Fraction, codec: Cod
             stream.codec_context.codec_tag = codec.codec_tag
         stream.codec_context.thread_count = 1  # One encoder thread: identical bytes per seed.
         for index, array in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(array, format='rgb24')
+            frame = _yuv420p_frame(array)
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def _yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """The frame in the encoders' pixel format, the padding at the end of each row zeroed.
+
+    FFmpeg leaves that padding uninitialised, and x264 reads it for frame widths that are not
+    a multiple of the row alignment (e.g. 180): left as is, the same frames can encode to
+    different bytes from one run to the next.
+    """
+    frame = av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(format='yuv420p')
+    for plane in frame.planes:
+        if plane.line_size > plane.width:
+            rows = np.frombuffer(bytes(plane), np.uint8).reshape(plane.height, plane.line_size)
+            rows = rows.copy()
+            rows[:, plane.width :] = 0
+            plane.update(rows.tobytes())
+    return frame
 
 
 def write_avi(path: str, frames: np.ndarray, fps: float | Fraction = FPS) -> None:

@@ -210,6 +210,26 @@ def damaged_videos(
     return missing_set, corrupt_set
 
 
+# Characters of YouTube video ids (base64url).
+_ID_CHARACTERS = np.array(list('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'))
+
+
+def youtube_ids(rng: np.random.Generator, count: int) -> list[str]:
+    """`count` distinct 11-character YouTube-like ids; every fourth starts with '-' (which a
+    command line can mistake for an option)."""
+    ids: list[str] = []
+    seen = set()
+    while len(ids) < count:
+        characters = _ID_CHARACTERS[rng.integers(len(_ID_CHARACTERS), size=11)]
+        if len(ids) % 4 == 1:
+            characters[0] = '-'
+        video_id = ''.join(characters)
+        if video_id not in seen:
+            seen.add(video_id)
+            ids.append(video_id)
+    return ids
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing.
 
