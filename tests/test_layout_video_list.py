@@ -130,6 +130,24 @@ def test_class_folder_problems_are_named(tmp_path):
         _read(sources, video_list_test_fraction=1.0)
 
 
+def test_split_folders_give_the_splits_and_trains_folders_the_classes(tmp_path):
+    files = ['train/walk/a.mp4', 'train/walk/b.mp4', 'train/run/c.mp4', 'test/run/d.mkv',
+             'test/walk/e.mp4', 'val/walk/f.mp4']
+    sources = {'videos_dir': _tree(str(tmp_path), {}, files)['videos_dir']}
+    contents = _read(sources)
+    assert contents.class_names == ['run', 'walk']
+    assert {split: [(e.video_id, e.label) for e in entries]
+            for split, entries in contents.splits.items()} == {
+        'train': [('run/c', 0), ('walk/a', 1), ('walk/b', 1)],
+        'test': [('run/d', 0), ('walk/e', 1)],
+        'val': [('walk/f', 1)],
+    }
+    os.makedirs(os.path.join(sources['videos_dir'], 'test', 'jump'))
+    open(os.path.join(sources['videos_dir'], 'test', 'jump', 'g.mp4'), 'w').close()
+    with pytest.raises(SourceError, match=r"test/jump: class 'jump' has no training folder"):
+        _read(sources)
+
+
 @pytest.mark.parametrize('name', ['', 'my clips', '../up', '_x'])
 def test_the_dataset_name_must_be_a_plain_name(name):
     with pytest.raises(ValueError, match=r'config\.data\.video_list_name \(--video_list_name\)'):

@@ -1,18 +1,15 @@
 """Train, evaluate and predict end to end on layouts other than UCF-101, at tiny size.
 
-A ResNet-10 on 4x16x16 clips, as in tests/test_training.py: on the synthetic HMDB-51 (built by
-`ensure_dataset` from its exact layout) and on a user's video list of MP4, WebM and AVI files of
-several sizes and frame rates.
+A ResNet-10 on 4x16x16 clips, as in tests/test_training.py, on synthetic trees that
+`ensure_dataset` generates and builds: HMDB-51 in its exact layout, and a user's video list of
+MP4s of several sizes and frame rates (a portrait one among them), labelled by name and index.
 """
 
 import json
 import os
 
-import pytest
-
 from r3d_jax import checkpoints, defaults, evaluation, predict, training
 from r3d_jax.data import datasets
-from r3d_jax.data.synthetic import render
 
 
 def tiny_config(root, dataset, num_classes):
@@ -70,33 +67,16 @@ def test_hmdb51_trains_evaluates_and_predicts(tmp_path):
     _check(config, workdir, result, classifier, video)
 
 
-@pytest.fixture
-def video_list(tmp_path):
-    """Three classes of four videos each, in three containers, sizes and frame rates."""
-    videos = tmp_path / 'videos'
-    formats = [((160, 120), 25, render.H264_MP4, 'mp4'), ((90, 160), 30, render.H264_MP4, 'mp4'),
-               ((128, 128), 24, render.VP9_WEBM, 'webm'), ((160, 120), 25, render.XVID_AVI, 'avi')]
-    lines = {'train.txt': [], 'test.txt': []}
-    for label, motion in enumerate(render.motion_classes()[:3]):
-        (videos / motion.name).mkdir(parents=True)
-        for i, (size, fps, codec, extension) in enumerate(formats):
-            relative = f'{motion.name}/clip {i}.{extension}'
-            frames = render.render_frames(motion, 8, (label, i), size)
-            render.write_video(str(videos / relative), frames, fps, codec)
-            lines['test.txt' if i == 3 else 'train.txt'].append(f'{relative} {motion.name}\n')
-    lists = tmp_path / 'lists'
-    lists.mkdir()
-    for name, text in lines.items():
-        (lists / name).write_text(''.join(text))
-    return {'videos_dir': str(videos), 'splits_dir': str(lists)}
-
-
-def test_a_video_list_trains_evaluates_and_predicts(tmp_path, video_list):
+def test_a_video_list_trains_evaluates_and_predicts(tmp_path):
     config = tiny_config(str(tmp_path), 'video_list', num_classes=3)
     config.data.video_list_name = 'three_motions'
-    datasets.build_dataset(config.data, video_list, workers=1)
+    config.data.if_missing = 'synthetic'
+    config.data.synthetic.update(num_classes=3, num_groups=4, clips_per_group=1, min_frames=6,
+                                 max_frames=8)
     workdir = str(tmp_path / 'workdir')
     result, classifier = _run(config, workdir)
     assert result.confusion_matrix.sum(axis=1).tolist() == [1, 1, 1]  # A test video per class.
-    video = os.path.join(video_list['videos_dir'], classifier.class_names[0], 'clip 1.mp4')
+    videos_dir = os.path.join(config.data.raw_dir, 'videos')
+    class_folder = os.path.join(videos_dir, classifier.class_names[0])
+    video = os.path.join(class_folder, sorted(os.listdir(class_folder))[0])
     _check(config, workdir, result, classifier, video)

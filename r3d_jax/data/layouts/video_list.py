@@ -5,9 +5,11 @@ one `<relative path> <label>` per line, paths relative to `--videos_dir` (they m
 spaces: the label is split off the right), and optionally `classes.txt`, one class name per line
 in label order. A label is a class name, or with `classes.txt` also a 0-based index into it.
 Without `classes.txt` the classes are the training labels, sorted. Without `--splits_dir`,
-`--videos_dir` holds a folder per class (`<class>/<video>`, any container and codec FFmpeg reads,
-found by extension) and `config.data.video_list_test_fraction` of each class's videos, drawn
-with `config.data.video_list_seed`, form the test split.
+`--videos_dir` holds either split folders of class folders (`train/<class>/<video>`,
+`test/<class>/...`, optionally `val/<class>/...`), or a folder per class (`<class>/<video>`), of
+which `config.data.video_list_test_fraction` of each class's videos, drawn with
+`config.data.video_list_seed`, form the test split. Videos in folders are found by extension
+(any container and codec FFmpeg reads).
 
 The dataset's name on disk is `config.data.video_list_name` (`--video_list_name`): a dataset
 built under one name is found again under it, so give other videos another name.
@@ -34,6 +36,7 @@ from r3d_jax.data.layouts.common import (
 )
 
 LIST_FILES = {'train': 'train.txt', 'test': 'test.txt', 'val': 'val.txt'}
+SPLIT_FOLDERS = ('train', 'test', 'val')
 OPTIONAL_SPLITS = ('val',)
 CLASSES_FILE = 'classes.txt'
 NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
@@ -145,42 +148,83 @@ def _check_test_fraction(fraction: float) -> float:
     return fraction
 
 
-def read_class_folders(videos_dir: str, test_fraction: float, seed: int) -> DatasetContents:
-    """Classes from the folder names (sorted); each class's test videos drawn with `seed`."""
-    _check_test_fraction(test_fraction)
-    names = sorted(name for name in os.listdir(videos_dir) if not name.startswith('.'))
+def _subfolders(directory: str) -> list[str]:
+    names = sorted(name for name in os.listdir(directory) if not name.startswith('.'))
     loose = [name for name in names if is_video_file(name)]
     if loose:
         raise SourceError(
-            f'{os.path.join(videos_dir, loose[0])}: videos must sit in class folders '
-            f'({videos_dir}/<class>/<video>), or be listed in {LIST_FILES["train"]} and '
+            f'{os.path.join(directory, loose[0])}: videos must sit in class folders '
+            f'({directory}/<class>/<video>), or be listed in {LIST_FILES["train"]} and '
             f'{LIST_FILES["test"]} in --splits_dir.'
         )
-    class_names = [name for name in names if os.path.isdir(os.path.join(videos_dir, name))]
-    if not class_names:
-        raise SourceError(f'{videos_dir}: no class folders (<class>/<video> files).')
+    folders = [name for name in names if os.path.isdir(os.path.join(directory, name))]
+    if not folders:
+        raise SourceError(f'{directory}: no class folders (<class>/<video> files).')
+    return folders
+
+
+def _videos_in(folder: str, at_least: int = 1) -> list[str]:
+    files = sorted(name for name in os.listdir(folder) if is_video_file(name))
+    if len(files) < at_least:
+        needs = 'two to be split into train and test' if at_least > 1 else 'one'
+        raise SourceError(
+            f'{folder}: {len(files)} video file(s); a class needs at least {needs} (video files '
+            'are found by extension, e.g. .mp4, .avi).'
+        )
+    return files
+
+
+def _folder_entry(folder: str, class_name: str, label: int, name: str) -> VideoEntry:
+    path = os.path.join(folder, name)
+    return VideoEntry(
+        video_id=f'{class_name}/{os.path.splitext(name)[0]}',
+        class_name=class_name,
+        label=label,
+        path=path,
+        source=path,
+    )
+
+
+def read_split_folders(videos_dir: str) -> DatasetContents:
+    """`train/<class>/`, `test/<class>/` (and `val/<class>/`): classes are train's, sorted."""
+    class_names = _subfolders(os.path.join(videos_dir, 'train'))
+    labels = {name: label for label, name in enumerate(class_names)}
+    splits: dict[str, list[VideoEntry]] = {}
+    for split in SPLIT_FOLDERS:
+        split_dir = os.path.join(videos_dir, split)
+        if not os.path.isdir(split_dir):
+            continue
+        entries = []
+        for class_name in _subfolders(split_dir):
+            folder = os.path.join(split_dir, class_name)
+            if class_name not in labels:
+                raise SourceError(f'{folder}: class {class_name!r} has no training folder.')
+            entries += [_folder_entry(folder, class_name, labels[class_name], name)
+                        for name in _videos_in(folder)]
+        splits[split] = entries
+    return DatasetContents(class_names=class_names, splits=splits)
+
+
+def read_class_folders(videos_dir: str, test_fraction: float, seed: int) -> DatasetContents:
+    """Classes from the folder names (sorted); each class's test videos drawn with `seed`."""
+    _check_test_fraction(test_fraction)
+    class_names = _subfolders(videos_dir)
     splits: dict[str, list[VideoEntry]] = {'train': [], 'test': []}
     for label, class_name in enumerate(class_names):
         folder = os.path.join(videos_dir, class_name)
-        files = sorted(name for name in os.listdir(folder) if is_video_file(name))
-        if len(files) < 2:
-            raise SourceError(
-                f'{folder}: {len(files)} video file(s); a class needs at least two to be split '
-                'into train and test (video files are found by extension, e.g. .mp4, .avi).'
-            )
+        files = _videos_in(folder, at_least=2)
         num_test = min(len(files) - 1, max(1, round(len(files) * test_fraction)))
         held_out = set(random.Random(f'{seed}:{class_name}').sample(range(len(files)), num_test))
         for index, name in enumerate(files):
             splits['test' if index in held_out else 'train'].append(
-                VideoEntry(
-                    video_id=f'{class_name}/{os.path.splitext(name)[0]}',
-                    class_name=class_name,
-                    label=label,
-                    path=os.path.join(folder, name),
-                    source=os.path.join(folder, name),
-                )
+                _folder_entry(folder, class_name, label, name)
             )
     return DatasetContents(class_names=class_names, splits=splits)
+
+
+def _has_split_folders(videos_dir: str) -> bool:
+    folders = {n for n in os.listdir(videos_dir) if os.path.isdir(os.path.join(videos_dir, n))}
+    return {'train', 'test'} <= folders <= set(SPLIT_FOLDERS)
 
 
 def read_contents(
@@ -191,6 +235,8 @@ def read_contents(
     if sources.get('splits_dir'):
         splits_dir = require_directory(sources['splits_dir'], 'list files directory')
         return read_lists(videos_dir, splits_dir)
+    if _has_split_folders(videos_dir):
+        return read_split_folders(videos_dir)
     return read_class_folders(videos_dir, data.video_list_test_fraction, data.video_list_seed)
 
 
