@@ -193,6 +193,7 @@ def test_undecodable_videos_fail_a_strict_build_listing_each_and_leave_nothing(d
     assert 'train 1 of 8, test 1 of 4; at most a fraction 0.0 may be' in message
     assert f'[train] {bad[0]}: cannot be decoded' in message
     assert f'[test] {bad[1]}: truncated' in message
+    assert f'The decoded videos stay in {datasets.cache_dir(data)}: a rerun reuses them' in message
     directory = datasets.dataset_dir(data)
     assert not os.path.exists(directory) and not datasets.interrupted_builds(directory)
     with pytest.raises(datasets.DatasetNotBuiltError, match='rerunning it reuses'):

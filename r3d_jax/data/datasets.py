@@ -216,22 +216,9 @@ def build_dataset(
         frame_short_side=data.frame_short_side,
         jpeg_quality=data.jpeg_quality,
     )
-    decoding = build_cache.Decoding(data.frame_short_side, data.jpeg_quality)
-    cache = cache_dir(data)
     chunks = None
     if not beam_runner:
-        os.makedirs(cache, exist_ok=True)
-        chunks = build_cache.plan_chunks(contents, decoding, cache, chunk_size)
-        build_cache.remove_stale_files(cache, chunks)
-        num_workers = workers or os.cpu_count() or 1
-        plural = 'es' if num_workers > 1 else ''
-        console.phase(f'Decoding {layout.title} videos with {num_workers} worker process{plural}')
-        build_cache.fill(chunks, decoding, num_workers)
-        outcomes = [o for split in chunks.values() for c in split
-                    for o in build_cache.read_outcomes(c.path)]
-        frames_builder.check_skips(
-            frames_builder.split_reports(outcomes, list(contents.splits)), outcomes, fraction
-        )
+        chunks = _decode_into_cache(data, contents, fraction, workers, chunk_size)
     builder = frames_builder.builder_class(layout)(
         contents=contents,
         chunks=chunks,
@@ -254,7 +241,47 @@ def build_dataset(
     # TFDS creates download and extraction folders even when nothing is downloaded.
     with tempfile.TemporaryDirectory() as scratch:
         builder.download_and_prepare(download_dir=scratch, download_config=download_config)
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(cache_dir(data), ignore_errors=True)
+    _print_report(directory, builder)
+    return directory
+
+
+def _decode_into_cache(
+    data: ml_collections.ConfigDict,
+    contents: DatasetContents,
+    fraction: float,
+    workers: int,
+    chunk_size: int,
+) -> dict[str, list[build_cache.Chunk]]:
+    """The decode phase of a local build: fills the build cache, then checks the skips."""
+    cache = cache_dir(data)
+    decoding = build_cache.Decoding(data.frame_short_side, data.jpeg_quality)
+    os.makedirs(cache, exist_ok=True)
+    chunks = build_cache.plan_chunks(contents, decoding, cache, chunk_size)
+    build_cache.remove_stale_files(cache, chunks)
+    num_workers = workers or os.cpu_count() or 1
+    plural = 'es' if num_workers > 1 else ''
+    title = layouts.get(data.dataset).title
+    console.phase(f'Decoding {title} videos with {num_workers} worker process{plural}')
+    build_cache.fill(chunks, decoding, num_workers)
+    outcomes = [
+        outcome
+        for split_chunks in chunks.values()
+        for chunk in split_chunks
+        for outcome in build_cache.read_outcomes(chunk.path)
+    ]
+    try:
+        frames_builder.check_skips(
+            frames_builder.split_reports(outcomes, list(contents.splits)), outcomes, fraction
+        )
+    except frames_builder.SkippedVideosError as error:
+        raise frames_builder.SkippedVideosError(
+            f'{error}\nThe decoded videos stay in {cache}: a rerun reuses them.'
+        ) from None
+    return chunks
+
+
+def _print_report(directory: str, builder: frames_builder.FramesBuilder) -> None:
     print(f'Built {directory}')
     for split, report in builder.reports.items():
         codecs = ', '.join(f'{name} {count}' for name, count in report.codecs.items())
@@ -263,7 +290,6 @@ def build_dataset(
     if builder.skipped:
         print(f'Skipped {len(builder.skipped)} video(s) (all recorded in the dataset metadata):\n'
               f'{frames_builder.describe_skipped(builder.skipped, 50)}')
-    return directory
 
 
 # ---------------------------------------------------------------------------------------------
