@@ -37,8 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.kinetics_version = 400  # 'kinetics': Kinetics-400, -600 or -700.
     # 'video_list': the name your dataset is stored under (letters, digits, '_', '-').
     config.data.video_list_name = 'my_videos'
-    # 'video_list' from class folders (no list files): the share of each class's videos held
-    # out for testing, and the seed that draws them.
+    # 'video_list' from class folders (no list files, no split folders): the share of each
+    # class's videos held out for testing, and the seed that draws them.
     config.data.video_list_test_fraction = 0.3
     config.data.video_list_seed = 0
     config.data.frame_short_side = 128  # Stored frame size (128 as torchvision; 240 as reference).
@@ -49,8 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.max_skip_fraction = -1.0
     config.data.train_split = 'train'
     config.data.eval_split = 'test'  # 'validation' for 'kinetics' and 'activitynet'.
-    # When the dataset is absent: '' fails with instructions; 'synthetic' generates the
-    # UCF-101-format synthetic videos into `raw_dir` and builds them first (demo/quickstart).
+    # When the dataset is absent: '' fails with instructions; 'synthetic' generates synthetic
+    # videos in the layout's exact format into `raw_dir` and builds them first (demo/quickstart).
     config.data.if_missing = ''
     config.data.raw_dir = 'data/synthetic_ucf101'
     # The synthetic stand-in (r3d_jax/data/synthetic/): the dataset's exact layout and codec,
