@@ -362,7 +362,8 @@ def _decode_chunks(
                     if outcome.reason and not outcome.missing:
                         console.note(f'Skipping {outcome.path}: {outcome.reason}')
                 bar.update()
-                bar.set_postfix(frames_per_s=f'{frames / (time.monotonic() - start):.0f}')
+                rate = frames / (time.monotonic() - start)
+                bar.set_postfix(frames_per_s=f'{rate:.0f}', refresh=False)
             writer.commit()
     if missing:
         console.note(f'{split}: {missing} listed video(s) missing (recorded as skipped).')
