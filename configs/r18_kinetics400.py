@@ -16,7 +16,7 @@ epoch, 375,000 steps in 200 epochs (48 M clips): 3.8-5.8 hours of device time at
 ~2,300-3,500 clips/s measured for ResNet-18 on one H200 (README "Speed"). At 416-459 clips/s
 per core for the input pipeline (README, 2-core CPU, UCF-101-sized frames), the host needs
 about eight cores to keep up. Each epoch's validation scores ~20 k videos x 3 clips. Building
-the dataset is projected at about 4.3 hours on 16 cores (README "Speed", from 2 cores).
+the dataset is projected at 3.3-4.3 hours on 16 cores (README "Speed", from 2 cores).
 """
 
 import ml_collections
