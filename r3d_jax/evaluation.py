@@ -379,14 +379,14 @@ def describe_protocol(config: ml_collections.ConfigDict, mode: str) -> str:
     inputs = config.input
     crops = input_pipeline.eval_spatial_crops(config, mode)
     views = 'centre crop' if crops == 1 else f'{crops} crops'
-    frames = f'{inputs.clip_length}-frame'
+    frames = f'{inputs.clip_length} frames'
     if inputs.temporal_stride > 1:
-        frames += f' (temporal stride {inputs.temporal_stride})'
+        frames += f' at stride {inputs.temporal_stride}'
     if mode == 'video':
-        return f'every non-overlapping {frames} clip x {views}, averaged per video'
+        return f'every non-overlapping clip of {frames} x {views}, averaged per video'
     if mode == 'multiview':
-        return f'{inputs.multiview_clips} {frames} clips x {views} per video, averaged'
-    return f'{inputs.eval_clips_per_video} {frames} clips x {views} per video'
+        return f'{inputs.multiview_clips} clips of {frames} x {views} per video, averaged'
+    return f'{inputs.eval_clips_per_video} clips of {frames} x {views} per video'
 
 
 def evaluate(

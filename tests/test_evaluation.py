@@ -206,6 +206,19 @@ def test_the_reference_kinetics_figure_is_the_mean_of_video_top1_and_top5():
     assert result.scalars()['video_top1_top5_mean'] == pytest.approx(0.625)
 
 
+def test_reports_name_each_protocol_with_its_clips_and_crops():
+    config = defaults.get_config()
+    config.input.temporal_stride = 2
+    assert evaluation.describe_protocol(config, 'multiview') == (
+        '10 clips of 16 frames at stride 2 x 3 crops per video, averaged'
+    )
+    assert evaluation.describe_protocol(config, 'clip') == (
+        '3 clips of 16 frames at stride 2 x centre crop per video'
+    )
+    with pytest.raises(ValueError, match=r"mode must be one of \('clip', 'video', 'multiview'\)"):
+        evaluation.describe_protocol(config, 'ten_crop')
+
+
 def test_top_confusions_are_the_largest_off_diagonal_counts_ties_by_class():
     confusion = np.array(
         [
@@ -406,9 +419,9 @@ def test_evaluate_on_four_devices_equals_one_device_and_drops_nothing(
     frames = split_frame_counts(config)
     clips_per_video = np.ceil(frames / 4) if mode == 'video' else np.full(len(frames), 2)
     assert result.protocol == {
-        'video': 'every non-overlapping 4-frame clip x centre crop, averaged per video',
-        'clip': '2 4-frame clips x 3 crops per video',
-        'multiview': '2 4-frame clips x 3 crops per video, averaged',
+        'video': 'every non-overlapping clip of 4 frames x centre crop, averaged per video',
+        'clip': '2 clips of 4 frames x 3 crops per video',
+        'multiview': '2 clips of 4 frames x 3 crops per video, averaged',
     }[mode]
     assert result.num_videos == len(frames) == len(scores) == 9
     assert result.num_clips == len(losses) == int(clips_per_video.sum()) * spatial_crops

@@ -273,7 +273,7 @@ def test_the_final_checkpoint_records_where_training_ended(straight_run):
     with open(os.path.join(straight_run, 'eval_multiview.json')) as file:
         multiview = json.load(file)
     assert multiview['mode'] == 'multiview'
-    assert multiview['protocol'] == '2 4-frame clips x 3 crops per video, averaged'
+    assert multiview['protocol'] == '2 clips of 4 frames x 3 crops per video, averaged'
     assert multiview['num_clips'] == multiview['num_videos'] * 2 * 3
 
 
