@@ -1,11 +1,15 @@
-"""Evaluates a checkpoint on the test split: the paper's video accuracy, and clip accuracy.
+"""Evaluates a checkpoint on the test split: video accuracy by a protocol, and clip accuracy.
 
     python eval.py --config=configs/r18_ucf101.py --workdir=workdirs/r18_ucf101 \
-        [--checkpoint=latest|best|PATH] [--mode=video|clip|both]
+        [--checkpoint=latest|best|PATH] [--mode=video|multiview|clip|both|all]
 
+Protocols: 'video' (the paper's: every non-overlapping clip, centre crop), 'multiview'
+(`config.input.multiview_clips` clips x `multiview_crops` crops per video, 10 x 3 by default),
+'clip' (the per-epoch validation's clips); 'both' runs clip and video, 'all' every protocol.
 PATH may be any checkpoint directory, e.g. one written by `python -m r3d_jax.convert_torch`.
-Prints a table, and writes `eval_<mode>.json`, `confusion_<mode>.png` and TensorBoard data to
-the workdir. Everything it runs lives in `r3d_jax.evaluation`.
+Prints a table per protocol (top-1, top-5, their mean, per-class accuracy), and writes
+`eval_<mode>.json`, a confusion figure (or, beyond 101 classes, the top confusions) and
+TensorBoard data to the workdir. Everything it runs lives in `r3d_jax.evaluation`.
 """
 
 import sys
@@ -21,11 +25,19 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory with the training che
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', 'latest', "'latest', 'best' (by validation accuracy) or a checkpoint directory."
 )
+_MODE_CHOICES = {
+    'video': ('video',),
+    'multiview': ('multiview',),
+    'clip': ('clip',),
+    'both': ('clip', 'video'),
+    'all': evaluation.EVAL_MODES,
+}
 _MODE = flags.DEFINE_enum(
     'mode',
     'video',
-    ['video', 'clip', 'both'],
-    "'video': the paper's protocol; 'clip': the per-epoch validation's clips; 'both'.",
+    list(_MODE_CHOICES),
+    "'video': the paper's protocol; 'multiview': clips x crops per video; 'clip': the "
+    "per-epoch validation's clips; 'both': clip and video; 'all': every protocol.",
 )
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -33,7 +45,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    modes = evaluation.EVAL_MODES if _MODE.value == 'both' else (_MODE.value,)
+    modes = _MODE_CHOICES[_MODE.value]
     logging.info('Evaluating checkpoint %r of %s: %s.', _CHECKPOINT.value, _WORKDIR.value, modes)
     try:
         evaluation.evaluate_checkpoint(

@@ -1,9 +1,11 @@
-"""Evaluation: clip accuracy, and the paper's video accuracy from clip scores averaged per video.
+"""Evaluation: clip accuracy, and video accuracy from clip scores averaged per video.
 
-Video level (what Hara et al. report): every clip of a video -- the non-overlapping clips that
-cover it, times the spatial views -- is scored with a softmax, the scores are averaged over the
-video's clips and the highest class is the video's prediction. Clip level (what the reference
-logs each epoch) scores every clip on its own. One pass over `create_eval_iterator` gives both.
+Three protocols (`EVAL_MODES`) choose a video's clips. 'video' (what Hara et al. report): the
+non-overlapping clips that cover it, centre-cropped. 'multiview' (common practice for
+Kinetics): `multiview_clips` clips spread over it, times `multiview_crops` spatial crops.
+'clip' (what the reference logs each epoch): a few evenly spaced clips. Every clip is scored
+with a softmax; clip accuracy scores each on its own, video accuracy averages the scores over
+the video's clips and takes the highest class. One pass over `create_eval_iterator` gives both.
 
 Clips of one video may arrive in different batches, on different devices or processes, and
 batches end with padding; clips are therefore summed into per-video totals indexed by
@@ -14,9 +16,7 @@ split has no clip at all.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,11 +27,12 @@ import numpy as np
 from clu import metric_writers
 from jax.experimental import multihost_utils
 
-from r3d_jax import checkpoints, steps
+from r3d_jax import checkpoints, reports, steps
 from r3d_jax.data import input_pipeline
 from r3d_jax.models import create_model, init_variables
 
-EVAL_MODES = ('clip', 'video')
+EVAL_MODES = input_pipeline.EVAL_MODES
+TOP_CONFUSIONS = 20  # Confusions (true -> predicted) listed in every report.
 
 
 class EvaluationError(ValueError):
@@ -39,10 +40,21 @@ class EvaluationError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Confusion:
+    """One entry off the confusion matrix's diagonal: videos of `true` predicted `predicted`."""
+
+    true: int
+    predicted: int
+    videos: int
+    fraction: float  # Of the true class's videos.
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalResult:
     """Accuracies of one evaluation pass; fractions in [0, 1]."""
 
-    mode: str  # 'clip' or 'video': which clips the iterator produced.
+    mode: str  # One of EVAL_MODES: which clips the iterator produced.
+    protocol: str  # What each video contributed, in words (`describe_protocol`).
     num_clips: int
     num_videos: int
     clip_loss: float  # Mean cross-entropy over clips.
@@ -53,6 +65,12 @@ class EvalResult:
     mean_class_accuracy: float  # Video top-1 averaged over the classes that have videos.
     per_class_accuracy: np.ndarray  # [num_classes] video top-1; NaN for a class without videos.
     confusion_matrix: np.ndarray  # [true class, predicted class] video counts.
+    top_confusions: list[Confusion]  # The most frequent confusions (`top_confusions`).
+
+    @property
+    def video_top1_top5_mean(self) -> float:
+        """The mean of video top-1 and top-5: the figure the reference reports for Kinetics."""
+        return (self.video_top1 + self.video_top5) / 2
 
     def scalars(self) -> dict[str, float]:
         """The headline numbers, keyed for TensorBoard and logs."""
@@ -62,6 +80,7 @@ class EvalResult:
             'clip_top5': self.clip_top5,
             'video_top1': self.video_top1,
             'video_top5': self.video_top5,
+            'video_top1_top5_mean': self.video_top1_top5_mean,
             'mean_class_accuracy': self.mean_class_accuracy,
         }
 
@@ -69,6 +88,7 @@ class EvalResult:
         """A JSON-ready dict; classes are named, NaN accuracies become null."""
         return {
             'mode': self.mode,
+            'protocol': self.protocol,
             'num_clips': self.num_clips,
             'num_videos': self.num_videos,
             **self.scalars(),
@@ -86,6 +106,15 @@ class EvalResult:
                 )
             ],
             'confusion_matrix': self.confusion_matrix.tolist(),
+            'top_confusions': [
+                {
+                    'true': class_names[entry.true],
+                    'predicted': class_names[entry.predicted],
+                    'videos': entry.videos,
+                    'fraction': entry.fraction,
+                }
+                for entry in self.top_confusions
+            ],
         }
 
 
@@ -111,6 +140,21 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     counts = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
     return counts
+
+
+def top_confusions(confusion: np.ndarray, count: int = TOP_CONFUSIONS) -> list[Confusion]:
+    """The `count` most frequent off-diagonal entries of `confusion`, largest first; equal
+    counts in order of true class, then predicted class."""
+    off_diagonal = np.array(confusion, np.int64)
+    np.fill_diagonal(off_diagonal, 0)
+    true, predicted = np.nonzero(off_diagonal)  # Row-major: ordered by true, then predicted.
+    counts = off_diagonal[true, predicted]
+    order = np.argsort(-counts, kind='stable')[:count]
+    totals = np.asarray(confusion).sum(axis=1)
+    return [
+        Confusion(int(t), int(p), int(n), float(n / totals[t]))
+        for t, p, n in zip(true[order], predicted[order], counts[order], strict=True)
+    ]
 
 
 def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
@@ -189,7 +233,7 @@ class ScoreTotals:
         self.clip_top5_hits += int(top_k_hits(probabilities, labels, 5).sum())
 
 
-def summarize(totals: ScoreTotals, mode: str) -> EvalResult:
+def summarize(totals: ScoreTotals, mode: str, protocol: str) -> EvalResult:
     """Clip and video accuracies from complete totals (every video of the split seen)."""
     missing = np.flatnonzero(totals.clip_counts == 0)
     if missing.size:
@@ -204,6 +248,7 @@ def summarize(totals: ScoreTotals, mode: str) -> EvalResult:
     num_clips = totals.num_clips
     return EvalResult(
         mode=mode,
+        protocol=protocol,
         num_clips=num_clips,
         num_videos=int(totals.clip_counts.size),
         clip_loss=totals.clip_loss_sum / num_clips,
@@ -214,6 +259,7 @@ def summarize(totals: ScoreTotals, mode: str) -> EvalResult:
         mean_class_accuracy=mean_class_accuracy(class_accuracies),
         per_class_accuracy=class_accuracies,
         confusion_matrix=confusion,
+        top_confusions=top_confusions(confusion),
     )
 
 
@@ -326,12 +372,28 @@ def _one_batch_ahead(
         yield pending
 
 
+def describe_protocol(config: ml_collections.ConfigDict, mode: str) -> str:
+    """What each video contributes in `mode`, in words, for reports."""
+    if mode not in EVAL_MODES:
+        raise ValueError(f'mode must be one of {EVAL_MODES}, got {mode!r}.')
+    inputs = config.input
+    crops = input_pipeline.eval_spatial_crops(config, mode)
+    views = 'centre crop' if crops == 1 else f'{crops} crops'
+    frames = f'{inputs.clip_length} frames'
+    if inputs.temporal_stride > 1:
+        frames += f' at stride {inputs.temporal_stride}'
+    if mode == 'video':
+        return f'every non-overlapping clip of {frames} x {views}, averaged per video'
+    if mode == 'multiview':
+        return f'{inputs.multiview_clips} clips of {frames} x {views} per video, averaged'
+    return f'{inputs.eval_clips_per_video} clips of {frames} x {views} per video'
+
+
 def evaluate(
     config: ml_collections.ConfigDict, model: nn.Module, variables: Any, *, mode: str
 ) -> EvalResult:
-    """Scores every clip of the evaluation split (`mode` 'clip' or 'video') and summarises."""
-    if mode not in EVAL_MODES:
-        raise ValueError(f'mode must be one of {EVAL_MODES}, got {mode!r}.')
+    """Scores every clip of the evaluation split by protocol `mode` and summarises."""
+    protocol = describe_protocol(config, mode)
     split = config.data.eval_split
     num_videos = input_pipeline.dataset_metadata(config).num_examples.get(split, 0)
     if num_videos == 0:
@@ -353,105 +415,7 @@ def evaluate(
             video_index=batch['video_index'],
             mask=batch['mask'],
         )
-    return summarize(sum_over_processes(totals), mode)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports: terminal table, JSON, confusion-matrix figure, TensorBoard.
-
-
-def format_table(result: EvalResult, class_names: Sequence[str]) -> str:
-    """Headline numbers, then per-class video accuracy, as aligned plain text."""
-    lines = [
-        f'{result.mode}-mode evaluation: {result.num_videos} videos, {result.num_clips} clips',
-        f'  {"clip loss":<22}{result.clip_loss:>9.4f}',
-    ]
-    for key, value in result.scalars().items():
-        if key != 'clip_loss':
-            lines.append(f'  {key.replace("_", " "):<22}{100 * value:>8.2f}%')
-    width = max([len('class'), *(len(name) for name in class_names)])
-    lines.append(f'  {"class":<{width}}  videos  top-1')
-    for name, videos, accuracy in zip(
-        class_names, result.confusion_matrix.sum(axis=1), result.per_class_accuracy, strict=True
-    ):
-        shown = '     -' if math.isnan(accuracy) else f'{100 * accuracy:5.1f}%'
-        lines.append(f'  {name:<{width}}  {int(videos):>6}  {shown}')
-    return '\n'.join(lines)
-
-
-def confusion_matrix_image(
-    confusion: np.ndarray, class_names: Sequence[str], title: str
-) -> np.ndarray:
-    """The row-normalised confusion matrix drawn with class names, as uint8 RGB [H, W, 3]."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    num_classes = len(class_names)
-    cell_inches = 0.2  # Room for one row of the matrix and its label.
-    side = max(5.0, 3.0 + cell_inches * num_classes)
-    figure = Figure(figsize=(side + 1.5, side), dpi=100)
-    canvas = FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    totals = confusion.sum(axis=1, keepdims=True)
-    fractions = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
-    shown = axes.imshow(fractions, cmap='viridis', vmin=0.0, vmax=1.0, interpolation='nearest')
-    figure.colorbar(shown, ax=axes, fraction=0.04, label='fraction of the true class')
-    font_size = min(10.0, 0.55 * cell_inches * 72)
-    axes.set_xticks(range(num_classes), class_names, rotation=90, fontsize=font_size)
-    axes.set_yticks(range(num_classes), class_names, fontsize=font_size)
-    axes.set_xlabel('predicted class')
-    axes.set_ylabel('true class')
-    axes.set_title(title)
-    figure.tight_layout()
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def write_report(
-    result: EvalResult,
-    *,
-    workdir: str,
-    class_names: Sequence[str],
-    writer: metric_writers.MetricWriter | None = None,
-    step: int = 0,
-    extra: Mapping[str, Any] | None = None,
-) -> None:
-    """Writes `eval_<mode>.json` and `confusion_<mode>.png` to `workdir`, and TensorBoard data."""
-    from PIL import Image
-
-    os.makedirs(workdir, exist_ok=True)
-    report = {**(extra or {}), 'step': step, **result.to_json(class_names)}
-    _write_atomically(
-        os.path.join(workdir, f'eval_{result.mode}.json'),
-        lambda path: _dump_json(report, path),
-    )
-    image = confusion_matrix_image(
-        result.confusion_matrix,
-        class_names,
-        f'{result.mode} mode: video top-1 {100 * result.video_top1:.2f}%',
-    )
-    _write_atomically(
-        os.path.join(workdir, f'confusion_{result.mode}.png'),
-        lambda path: Image.fromarray(image).save(path, format='PNG'),
-    )
-    if writer is not None:
-        prefix = f'eval_{result.mode}'
-        writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.scalars().items()})
-        writer.write_images(step, {f'{prefix}/confusion_matrix': image[None]})
-        writer.flush()
-
-
-def _dump_json(data: Any, path: str) -> None:
-    with open(path, 'w') as file:
-        json.dump(data, file, indent=2)
-        file.write('\n')
-
-
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """Writes through a temporary file so that a partial report never carries the final name."""
-    temporary = f'{path}.tmp'
-    write(temporary)
-    os.replace(temporary, path)
+    return summarize(sum_over_processes(totals), mode, protocol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,8 +470,8 @@ def evaluate_checkpoint(
         for mode in modes:
             result = evaluate(config, model, variables, mode=mode)
             if is_writer:
-                print(format_table(result, class_names), flush=True)
-                write_report(
+                print(reports.format_table(result, class_names), flush=True)
+                reports.write_report(
                     result,
                     workdir=workdir,
                     class_names=class_names,

@@ -136,7 +136,7 @@ def video_clips(path: str, config: ml_collections.ConfigDict) -> tuple[np.ndarra
         'index': tf.constant(0, tf.int32),
     }
     sample = input_pipeline.eval_sampler(config, 'video')(example)
-    clips = input_pipeline.eval_preprocessor(config)(sample)['clips']
+    clips = input_pipeline.eval_preprocessor(config, 'video')(sample)['clips']
     return clips.numpy(), len(video.frames)
 
 

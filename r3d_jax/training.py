@@ -28,7 +28,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from r3d_jax import checkpoints, defaults, evaluation, optimizers
+from r3d_jax import checkpoints, defaults, evaluation, optimizers, reports
 from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
@@ -54,6 +54,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 f'config.{field}={value} must split evenly over the {num_devices} devices '
                 f'({jax.process_count()} process(es)); use a multiple of {num_devices}.'
             )
+    unknown_modes = set(config.final_eval_modes) - set(evaluation.EVAL_MODES)
+    if unknown_modes or not config.final_eval_modes:
+        raise defaults.ConfigError(
+            f'config.final_eval_modes {tuple(config.final_eval_modes)} must be a non-empty '
+            f'subset of {evaluation.EVAL_MODES}.'
+        )
     if config.schedule.name == 'plateau' and config.eval_every_epochs < 1:
         raise defaults.ConfigError(
             "config.schedule.name='plateau' follows the validation loss, so "
@@ -615,18 +621,25 @@ def _final_video_evaluation(
     writer: metric_writers.MetricWriter,
     class_names: Sequence[str],
     step: int,
-) -> evaluation.EvalResult:
-    """The paper's number: video accuracy over every clip of every test video."""
-    result = evaluation.evaluate(config, model, state.variables, mode='video')
-    logging.info(
-        'Video accuracy: top-1 %.4f, top-5 %.4f, mean class accuracy %.4f (%d videos).',
-        result.video_top1,
-        result.video_top5,
-        result.mean_class_accuracy,
-        result.num_videos,
-    )
-    if jax.process_index() == 0:
-        evaluation.write_report(
-            result, workdir=workdir, class_names=class_names, writer=writer, step=step
+) -> dict[str, evaluation.EvalResult]:
+    """Video accuracy by each protocol of `config.final_eval_modes` ('video': the paper's
+    number, over every clip of every test video), each with its report."""
+    results = {}
+    for mode in config.final_eval_modes:
+        result = evaluation.evaluate(config, model, state.variables, mode=mode)
+        logging.info(
+            'Video accuracy (%s: %s): top-1 %.4f, top-5 %.4f, mean class accuracy %.4f '
+            '(%d videos).',
+            mode,
+            result.protocol,
+            result.video_top1,
+            result.video_top5,
+            result.mean_class_accuracy,
+            result.num_videos,
         )
-    return result
+        if jax.process_index() == 0:
+            reports.write_report(
+                result, workdir=workdir, class_names=class_names, writer=writer, step=step
+            )
+        results[mode] = result
+    return results

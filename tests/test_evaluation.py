@@ -1,8 +1,10 @@
-"""Evaluation: hand-checked clip and video accuracies, batching, devices, reports, CLI errors."""
+"""Evaluation: hand-checked clip and video accuracies, batching, devices, the protocols,
+reports for few and many classes, CLI errors."""
 
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from r3d_jax import checkpoints, defaults, evaluation
+from r3d_jax import checkpoints, defaults, evaluation, reports
 from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
 
@@ -88,7 +90,7 @@ def summarize_batches(batches):
     totals = evaluation.ScoreTotals.zeros(len(VIDEO_FRAMES), 6)
     for batch in batches:
         totals.add(**batch)
-    return totals, evaluation.summarize(totals, 'video')
+    return totals, evaluation.summarize(totals, 'video', 'every clip')
 
 
 @pytest.mark.parametrize(
@@ -173,8 +175,8 @@ def test_report_writes_json_png_and_a_table_naming_every_class(tmp_path):
     _, result = summarize_batches(batched(8, 1, np.arange(8)))
     names = ['Archery', 'Basketball', 'Biking', 'Diving', 'Fencing', 'Rowing']
 
-    evaluation.write_report(result, workdir=str(tmp_path), class_names=names, step=7)
-    table = evaluation.format_table(result, names)
+    reports.write_report(result, workdir=str(tmp_path), class_names=names, step=7)
+    table = reports.format_table(result, names)
 
     report = json.loads((tmp_path / 'eval_video.json').read_text())
     assert report['step'] == 7
@@ -182,10 +184,153 @@ def test_report_writes_json_png_and_a_table_naming_every_class(tmp_path):
     assert report['per_class'][1] == {'class': 'Basketball', 'videos': 2, 'accuracy': 1.0}
     assert report['per_class'][0]['accuracy'] is None
     assert report['confusion_matrix'] == EXPECTED_CONFUSION.tolist()
+    assert report['mode'] == 'video' and report['protocol'] == 'every clip'
+    assert report['video_top1_top5_mean'] == pytest.approx(0.625)
+    assert report['top_confusions'] == [
+        {'true': 'Biking', 'predicted': 'Archery', 'videos': 1, 'fraction': 1.0},
+        {'true': 'Fencing', 'predicted': 'Archery', 'videos': 1, 'fraction': 1.0},
+    ]
     assert (tmp_path / 'confusion_video.png').read_bytes().startswith(b'\x89PNG')
+    assert not (tmp_path / 'confusions_video.md').exists()
     assert not list(tmp_path.glob('*.tmp'))
     assert all(name in table for name in names)
+    assert table.startswith('video-mode evaluation (every clip): 4 videos, 8 clips')
     assert 'video top1' in table and '50.00%' in table
+    assert 'video top1 top5 mean     62.50%' in table
+
+
+def test_the_reference_kinetics_figure_is_the_mean_of_video_top1_and_top5():
+    _, result = summarize_batches(batched(8, 1, np.arange(8)))
+    # Video top-1 2 / 4 and top-5 3 / 4 (see test_video_scores_average_clip_softmax...).
+    assert result.video_top1_top5_mean == pytest.approx((0.5 + 0.75) / 2)
+    assert result.scalars()['video_top1_top5_mean'] == pytest.approx(0.625)
+
+
+def test_reports_name_each_protocol_with_its_clips_and_crops():
+    config = defaults.get_config()
+    config.input.temporal_stride = 2
+    assert evaluation.describe_protocol(config, 'multiview') == (
+        '10 clips of 16 frames at stride 2 x 3 crops per video, averaged'
+    )
+    assert evaluation.describe_protocol(config, 'clip') == (
+        '3 clips of 16 frames at stride 2 x centre crop per video'
+    )
+    with pytest.raises(ValueError, match=r"mode must be one of \('clip', 'video', 'multiview'\)"):
+        evaluation.describe_protocol(config, 'ten_crop')
+
+
+def test_top_confusions_are_the_largest_off_diagonal_counts_ties_by_class():
+    confusion = np.array(
+        [
+            [5, 2, 0, 3],
+            [1, 6, 1, 0],
+            [0, 3, 2, 0],
+            [0, 0, 0, 9],
+        ]
+    )
+    found = evaluation.top_confusions(confusion, count=4)
+    assert [(c.true, c.predicted, c.videos) for c in found] == [
+        (0, 3, 3), (2, 1, 3), (0, 1, 2), (1, 0, 1)
+    ]
+    assert [c.fraction for c in found] == pytest.approx([3 / 10, 3 / 5, 2 / 10, 1 / 8])
+    assert len(evaluation.top_confusions(confusion)) == 5  # Every non-zero off-diagonal entry.
+    assert evaluation.top_confusions(np.diag([3, 4])) == []
+
+
+def many_classes_result(num_classes=400):
+    """An EvalResult of `num_classes` classes: class c has c % 4 + 1 videos, of which
+    min(c % 5, videos) are predicted right and the rest as class c + 1; the last class has no
+    videos. One clip per video."""
+    labels, predictions = [], []
+    for c in range(num_classes - 1):
+        videos = c % 4 + 1
+        right = min(c % 5, videos)
+        labels += [c] * videos
+        predictions += [c] * right + [(c + 1) % num_classes] * (videos - right)
+    num_videos = len(labels)
+    totals = evaluation.ScoreTotals.zeros(num_videos, num_classes)
+    scores = np.full((num_videos, num_classes), 0.1 / num_classes)
+    scores[np.arange(num_videos), predictions] = 0.9
+    totals.add(
+        probabilities=scores,
+        losses=np.ones(num_videos),
+        labels=np.array(labels),
+        video_index=np.arange(num_videos),
+        mask=np.ones(num_videos, bool),
+    )
+    return evaluation.summarize(totals, 'multiview', '10 clips x 3 crops per video'), labels
+
+
+class RecordingWriter:
+    """The parts of a clu metric writer that reports use, recording what they get."""
+
+    def __init__(self):
+        self.scalars, self.images, self.texts = {}, {}, {}
+
+    def write_scalars(self, step, scalars):
+        self.scalars.update(scalars)
+
+    def write_images(self, step, images):
+        self.images.update(images)
+
+    def write_texts(self, step, texts):
+        self.texts.update(texts)
+
+    def flush(self):
+        pass
+
+
+def test_worst_and_best_classes_skip_classes_without_videos_and_break_ties_by_index():
+    accuracies = np.array([0.5, np.nan, 0.0, 1.0, 0.5, 0.0, 1.0])
+    worst, best = reports.worst_and_best_classes(accuracies, 3)
+    assert (worst, best) == ([2, 5, 0], [3, 6, 0])
+
+
+def test_reports_for_hundreds_of_classes_summarise_the_table_and_list_top_confusions(tmp_path):
+    result, labels = many_classes_result()
+    names = [f'class {c:03d}' for c in range(400)]
+    writer = RecordingWriter()
+
+    reports.write_report(result, workdir=str(tmp_path), class_names=names, writer=writer)
+    table = reports.format_table(result, names)
+
+    # Accuracies are min(c % 5, c % 4 + 1) / (c % 4 + 1): 0 where c % 5 == 0 (c = 0, 5, 10...),
+    # 1 where c % 5 >= c % 4 + 1 (c = 4, 8, 9, 12...). Ties go to the lower class index.
+    lines = table.splitlines()
+    assert lines[0] == (
+        f'multiview-mode evaluation (10 clips x 3 crops per video): {len(labels)} videos, '
+        f'{len(labels)} clips'
+    )
+    assert '400 classes (1 without videos); every class is in eval_multiview.json.' in table
+    worst_start = next(i for i, line in enumerate(lines) if line.endswith('by video top-1:'))
+    worst_rows = lines[worst_start + 2 : worst_start + 12]
+    assert [row.split()[1] for row in worst_rows] == [f'{c:03d}' for c in range(0, 50, 5)]
+    best_start = lines.index('  Best 10:') + 2
+    assert [row.split()[1] for row in lines[best_start : best_start + 10]] == [
+        '004', '008', '009', '012', '013', '014', '016', '017', '018', '019'
+    ]
+    assert len(lines) < 60  # Not one line per class.
+    # Most confused: classes with 4 videos (c % 4 == 3) and c % 5 == 0, all 4 wrong: 15, 35...
+    top = result.top_confusions
+    assert [(c.true, c.predicted, c.videos) for c in top[:3]] == [
+        (15, 16, 4), (35, 36, 4), (55, 56, 4)
+    ]
+    assert re.search(r'\n  class 015 +class 016 +4  100\.0%\n', table)
+
+    report = json.loads((tmp_path / 'eval_multiview.json').read_text())
+    assert len(report['per_class']) == 400 and len(report['confusion_matrix']) == 400
+    assert len(report['top_confusions']) == evaluation.TOP_CONFUSIONS
+    assert report['top_confusions'][0] == {
+        'true': 'class 015', 'predicted': 'class 016', 'videos': 4, 'fraction': 1.0
+    }
+    assert not (tmp_path / 'confusion_multiview.png').exists()
+    markdown = (tmp_path / 'confusions_multiview.md').read_text()
+    assert '| class 015 | class 016 | 4 | 100.0% |' in markdown
+    assert writer.texts == {'eval_multiview/top_confusions': markdown.rstrip('\n')}
+    assert writer.images == {}
+    assert writer.scalars['eval_multiview/video_top1_top5_mean'] == pytest.approx(
+        result.video_top1_top5_mean
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,12 +403,13 @@ def one_device_scores(config, model, variables, mode):
     return scores, np.array([labels[v] for v in videos]), np.array(losses)
 
 
-@pytest.mark.parametrize(('mode', 'spatial_crops'), [('video', 1), ('clip', 3)])
+@pytest.mark.parametrize(('mode', 'spatial_crops'), [('video', 1), ('clip', 3), ('multiview', 3)])
 def test_evaluate_on_four_devices_equals_one_device_and_drops_nothing(
     data_root, tiny_model, mode, spatial_crops
 ):
     config = tiny_config(data_root)
-    config.input.eval_spatial_crops = spatial_crops
+    config.input.eval_spatial_crops = spatial_crops if mode != 'multiview' else 1
+    config.input.multiview_clips, config.input.multiview_crops = 2, spatial_crops
     model, variables = tiny_model
     assert jax.local_device_count() == 4
 
@@ -272,6 +418,11 @@ def test_evaluate_on_four_devices_equals_one_device_and_drops_nothing(
     scores, labels, losses = one_device_scores(config, model, variables, mode)
     frames = split_frame_counts(config)
     clips_per_video = np.ceil(frames / 4) if mode == 'video' else np.full(len(frames), 2)
+    assert result.protocol == {
+        'video': 'every non-overlapping clip of 4 frames x centre crop, averaged per video',
+        'clip': '2 clips of 4 frames x 3 crops per video',
+        'multiview': '2 clips of 4 frames x 3 crops per video, averaged',
+    }[mode]
     assert result.num_videos == len(frames) == len(scores) == 9
     assert result.num_clips == len(losses) == int(clips_per_video.sum()) * spatial_crops
     assert result.clip_loss == pytest.approx(losses.mean(), rel=1e-5)

@@ -416,6 +416,32 @@ def test_eval_video_mode_clips_tile_the_video_and_loop_the_last():
     )
 
 
+def test_eval_multiview_mode_spreads_its_clips_over_the_video():
+    config = make_config('unused')
+    config.input.clip_length = 16
+    config.input.multiview_clips = 10
+    starts = lambda n: input_pipeline.eval_clip_frame_indices(n, config, 'multiview')[:, 0]
+    # 85 possible starts in 100 frames: clip i starts at floor((2i + 1) * 85 / 20).
+    np.testing.assert_array_equal(starts(100), [4, 12, 21, 29, 38, 46, 55, 63, 72, 80])
+    np.testing.assert_array_equal(starts(20), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    short = input_pipeline.eval_clip_frame_indices(5, config, 'multiview').numpy()
+    np.testing.assert_array_equal(short, np.tile(np.arange(16) % 5, (10, 1)))
+    config.input.multiview_clips = 1
+    np.testing.assert_array_equal(starts(100), [42])  # One clip: the middle of the video.
+    config.input.temporal_stride = 2  # A 32-frame window: 69 possible starts.
+    np.testing.assert_array_equal(
+        input_pipeline.eval_clip_frame_indices(100, config, 'multiview'), [np.arange(34, 66, 2)]
+    )
+
+
+def test_eval_multiview_mode_crops_by_its_own_count():
+    config = make_config('unused')
+    config.input.eval_spatial_crops, config.input.multiview_crops = 1, 3
+    assert input_pipeline.eval_spatial_crops(config, 'multiview') == 3
+    assert input_pipeline.eval_spatial_crops(config, 'video') == 1
+    assert input_pipeline.num_eval_entries(np.array([5, 100]), config, 'multiview') == 2 * 10 * 3
+
+
 def test_eval_video_mode_covers_every_frame_of_every_video_once(dataset):
     config = make_config(dataset[0])
     test_videos = dataset[1]['test']
@@ -485,10 +511,10 @@ def test_eval_spatial_views_are_centre_or_three_crops_along_the_long_side():
     config = make_config('unused')
     wide = np.tile(np.arange(48, dtype=np.uint8)[None, :, None] * 5, (32, 1, 3))[None]
     config.input.eval_spatial_crops = 1
-    (centre,) = input_pipeline.eval_spatial_views(tf.constant(wide), config).numpy()
+    (centre,) = input_pipeline.eval_spatial_views(tf.constant(wide), config, 'video').numpy()
     assert centre.shape == (1, CROP, CROP, 3)
     config.input.eval_spatial_crops = 3
-    views = input_pipeline.eval_spatial_views(tf.constant(wide), config).numpy()
+    views = input_pipeline.eval_spatial_views(tf.constant(wide), config, 'video').numpy()
     assert views.shape == (3, 1, CROP, CROP, 3)
     # Short side 32 -> 16, long side 48 -> 24: the crops start at x = 0, 4 and 8.
     resized = input_pipeline.resize_bilinear_uint8(tf.constant(wide), 16, 24).numpy()
@@ -496,7 +522,7 @@ def test_eval_spatial_views_are_centre_or_three_crops_along_the_long_side():
         np.testing.assert_array_equal(view, resized[:, :, left : left + CROP])
     np.testing.assert_array_equal(views[1], centre)
     tall = np.transpose(wide, (0, 2, 1, 3))
-    tall_views = input_pipeline.eval_spatial_views(tf.constant(tall), config).numpy()
+    tall_views = input_pipeline.eval_spatial_views(tf.constant(tall), config, 'video').numpy()
     np.testing.assert_array_equal(tall_views, np.transpose(views, (0, 1, 3, 2, 4)))
 
 

@@ -140,9 +140,12 @@ def tiny_config(tiny_config_path):
 
 @pytest.fixture(scope='module')
 def straight_run(tiny_config_path, tmp_path_factory):
-    """An uninterrupted run of 2 epochs (4 steps) with the final video evaluation."""
+    """An uninterrupted run of 2 epochs (4 steps) with the final video and multi-view
+    evaluations."""
     config = load_config(tiny_config_path)
     config.video_eval_at_end = True
+    config.final_eval_modes = ('video', 'multiview')
+    config.input.multiview_clips = 2
     workdir = str(tmp_path_factory.mktemp('straight'))
     training.train_and_evaluate(config, workdir)
     return workdir
@@ -186,6 +189,12 @@ def test_four_devices_and_one_device_reach_the_same_state(tiny_config):
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tiny_config):
     tiny_config.batch_size = 6
     with pytest.raises(defaults.ConfigError, match=r'config.batch_size=6 must split evenly'):
+        training.check_config(tiny_config)
+
+
+def test_an_unknown_final_evaluation_protocol_is_refused(tiny_config):
+    tiny_config.final_eval_modes = ('video', 'ten_crop')
+    with pytest.raises(defaults.ConfigError, match=r"config.final_eval_modes .*'ten_crop'"):
         training.check_config(tiny_config)
 
 
@@ -261,6 +270,11 @@ def test_the_final_checkpoint_records_where_training_ended(straight_run):
     assert set(variables) == {'params', 'batch_stats'}
     with open(os.path.join(straight_run, 'eval_video.json')) as file:
         assert 0 <= json.load(file)['video_top1'] <= 1
+    with open(os.path.join(straight_run, 'eval_multiview.json')) as file:
+        multiview = json.load(file)
+    assert multiview['mode'] == 'multiview'
+    assert multiview['protocol'] == '2 clips of 4 frames x 3 crops per video, averaged'
+    assert multiview['num_clips'] == multiview['num_videos'] * 2 * 3
 
 
 def test_tensorboard_events_hold_training_validation_and_video_scalars(straight_run):
@@ -279,6 +293,7 @@ def test_tensorboard_events_hold_training_validation_and_video_scalars(straight_
         'val/loss',
         'val/accuracy',
         'eval_video/video_top1',
+        'eval_multiview/video_top1',
     ):
         assert tag in tags, f'{tag} missing from {sorted(tags)}'
     losses = accumulator.Tensors('train/loss')

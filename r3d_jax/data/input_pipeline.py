@@ -34,7 +34,7 @@ from r3d_jax.crop_resize import crop_sides
 from r3d_jax.data import datasets
 
 CROP_POSITIONS = ('center', 'top_left', 'top_right', 'bottom_left', 'bottom_right')
-EVAL_MODES = ('clip', 'video')
+EVAL_MODES = ('clip', 'video', 'multiview')
 # Shards read at once, each by a reader that also parses and samples its records (one core at
 # most each): the bound on that work's parallelism. Fixed, never autotuned: the order of
 # examples depends on it.
@@ -168,6 +168,14 @@ def check_input_config(config: ml_collections.ConfigDict) -> None:
     if inputs.eval_spatial_crops not in (1, 3):
         raise ValueError(
             f'config.input.eval_spatial_crops must be 1 or 3, got {inputs.eval_spatial_crops}.'
+        )
+    if inputs.multiview_clips < 1:
+        raise ValueError(
+            f'config.input.multiview_clips must be >= 1, got {inputs.multiview_clips}.'
+        )
+    if inputs.multiview_crops not in (1, 3):
+        raise ValueError(
+            f'config.input.multiview_crops must be 1 or 3, got {inputs.multiview_crops}.'
         )
 
 
@@ -399,7 +407,10 @@ def eval_clip_frame_indices(
     i * step, step = max(1, ceil((n - 1 - window) / (clips - 1))) as in the reference, kept
     inside the video; unlike the reference, short videos get no extra clips, so every video
     weighs the same. 'video' (the paper's protocol): consecutive non-overlapping windows
-    covering the video, the last one looped.
+    covering the video, the last one looped. 'multiview' (the common multi-view protocol):
+    `multiview_clips` clips spread evenly over the video, each starting at the middle of its
+    share of the possible starts, floor((2i + 1) * (n - window + 1) / (2 * clips)); a video
+    shorter than one window gives that many copies of its looped clip.
     """
     if mode not in EVAL_MODES:
         raise ValueError(f'Evaluation mode must be one of {EVAL_MODES}, got {mode!r}.')
@@ -409,6 +420,10 @@ def eval_clip_frame_indices(
     if mode == 'video':
         num_clips = (num_frames + window - 1) // window
         starts = tf.range(num_clips, dtype=tf.int32) * window
+    elif mode == 'multiview':
+        num_clips = config.input.multiview_clips
+        num_starts = tf.maximum(1, num_frames - window + 1)
+        starts = (2 * tf.range(num_clips, dtype=tf.int32) + 1) * num_starts // (2 * num_clips)
     else:
         num_clips = config.input.eval_clips_per_video
         step = tf.constant(1, tf.int32)
@@ -536,11 +551,19 @@ def train_preprocessor(
     return preprocess
 
 
-def eval_spatial_views(frames: tf.Tensor, config: ml_collections.ConfigDict) -> tf.Tensor:
+def eval_spatial_crops(config: ml_collections.ConfigDict, mode: str) -> int:
+    """Spatial views per clip in an evaluation mode: `multiview_crops` for 'multiview',
+    `eval_spatial_crops` otherwise."""
+    return config.input.multiview_crops if mode == 'multiview' else config.input.eval_spatial_crops
+
+
+def eval_spatial_views(
+    frames: tf.Tensor, config: ml_collections.ConfigDict, mode: str
+) -> tf.Tensor:
     """uint8 [num_views, ..., crop, crop, 3] from uint8 frames [..., H, W, 3].
 
     The short side is resized to `crop_size` (long side int(crop * long / short), as the
-    reference's Scale), then one centre crop, or with `eval_spatial_crops == 3` the start,
+    reference's Scale), then one centre crop, or with 3 views (`eval_spatial_crops`) the start,
     centre and end of the long side (left/centre/right or top/centre/bottom).
     """
     crop = config.input.crop_size
@@ -557,7 +580,7 @@ def eval_spatial_views(frames: tf.Tensor, config: ml_collections.ConfigDict) -> 
     resized = resize_bilinear_uint8(flat, new_height, new_width)
     spare_y, spare_x = new_height - crop, new_width - crop
     # Offsets along each axis in halves of the spare length: 1 = centre, 0 and 2 = the ends.
-    fractions = (1,) if config.input.eval_spatial_crops == 1 else (0, 1, 2)
+    fractions = (1,) if eval_spatial_crops(config, mode) == 1 else (0, 1, 2)
     views = []
     for fraction in fractions:
         top, left = fraction * spare_y // 2, fraction * spare_x // 2
@@ -566,13 +589,13 @@ def eval_spatial_views(frames: tf.Tensor, config: ml_collections.ConfigDict) -> 
 
 
 def eval_preprocessor(
-    config: ml_collections.ConfigDict,
+    config: ml_collections.ConfigDict, mode: str
 ) -> Callable[[Features], Features]:
     """Decode + Preprocess (evaluation): every view of every clip, as one entry per clip."""
     clip_length, crop = config.input.clip_length, config.input.crop_size
 
     def preprocess(sample: Features) -> Features:
-        views = eval_spatial_views(decode_frames(sample['frames']), config)
+        views = eval_spatial_views(decode_frames(sample['frames']), config, mode)
         clips = tf.gather(views, sample['clip_frames'], axis=1)  # [V, C, L, crop, crop, 3]
         clips = tf.reshape(
             tf.transpose(clips, [1, 0, 2, 3, 4, 5]), [-1, clip_length, crop, crop, 3]
@@ -716,9 +739,11 @@ def num_eval_entries(
     num_frames: np.ndarray, config: ml_collections.ConfigDict, mode: str
 ) -> int:
     """How many entries (clips x spatial views) evaluation yields for videos of these lengths."""
-    views = config.input.eval_spatial_crops
+    views = eval_spatial_crops(config, mode)
     if mode == 'clip':
         return len(num_frames) * config.input.eval_clips_per_video * views
+    if mode == 'multiview':
+        return len(num_frames) * config.input.multiview_clips * views
     window = config.input.clip_length * config.input.temporal_stride
     return int(np.sum(-(-np.asarray(num_frames, np.int64) // window))) * views
 
@@ -758,7 +783,7 @@ def _eval_pipeline(
 
     parse, sample = record_parser(builder), eval_sampler(config, mode)
     dataset = read_records(shards, transform=lambda record: sample(parse(record)))
-    dataset = dataset.map(eval_preprocessor(config), num_parallel_calls=parallel)
+    dataset = dataset.map(eval_preprocessor(config, mode), num_parallel_calls=parallel)
     dataset = dataset.unbatch().batch(layout.local_batch)
     dataset = dataset.map(padded_batch(layout.local_batch))
     if layout.process_count > 1:
@@ -802,7 +827,8 @@ def create_eval_iterator(
     """This process's evaluation batches, every clip of its videos exactly once.
 
     mode 'clip': `eval_clips_per_video` clips per video; 'video': every clip covering each
-    video (see `eval_clip_frame_indices`), each in `eval_spatial_crops` views. Yields `clips`,
+    video (see `eval_clip_frame_indices`), each in `eval_spatial_crops` views; 'multiview':
+    `multiview_clips` clips spread over each video in `multiview_crops` views. Yields `clips`,
     `labels`, `video_index` (the video's index in the split) and `mask` (False on padding),
     each with leading axes [local_devices, per_device_batch]. With several processes, all
     yield the same number of batches.

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -122,10 +122,6 @@ class VideoJob:
     codec: render.Codec = render.XVID_AVI
     truncate: bool = False
 
-    @property
-    def num_frames(self) -> int:
-        return sum(count for _, count in self.segments)
-
     def frames(self) -> np.ndarray:
         return render.render_segments(self.segments, self.seed, self.size)
 
@@ -147,17 +143,11 @@ class PanningVideoJob(VideoJob):
         return render.panning_frames(motion, count, self.seed, self.size)
 
 
-class Job(Protocol):
-    path: str
-
-    def write(self, root: str) -> None: ...
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Everything a tree holds, before anything is written."""
 
-    videos: list[Job]
+    videos: list[VideoJob]
     files: dict[str, str]  # Relative path -> text (split lists, CSVs, JSON).
     sources: dict[str, str]  # Build flag -> path relative to the tree (see SyntheticTree).
 
@@ -176,28 +166,13 @@ class SyntheticTree:
     sources: dict[str, str]
 
 
-def spread_picks(
-    rng: np.random.Generator, candidates: Sequence[int], counts: Sequence[int]
-) -> list[set[int]]:
-    """Disjoint random sets of `candidates` of the given sizes (the first sets first)."""
-    order = [candidates[i] for i in rng.permutation(len(candidates))]
-    picks, start = [], 0
-    for count in counts:
-        picks.append(set(order[start : start + count]))
-        start += count
-    return picks
-
-
-def num_missing(parameters: Parameters, num_listed: int) -> int:
-    """Listed videos left out of a downloaded-dataset tree: at least one for any fraction > 0."""
-    return math.ceil(parameters.missing_fraction * num_listed)
-
-
 def damaged_videos(
     parameters: Parameters, candidates: Sequence[int], num_listed: int, stream: Sequence[int]
 ) -> tuple[set[int], set[int]]:
-    """Which of `candidates` (indices of listed videos) are missing, and which are corrupt."""
-    missing, corrupt = num_missing(parameters, num_listed), parameters.corrupt_videos
+    """Which of `candidates` (indices of listed videos) are missing -- missing_fraction of the
+    `num_listed`, rounded up -- and which are corrupt, drawn at random, disjoint."""
+    missing = math.ceil(parameters.missing_fraction * num_listed)
+    corrupt = parameters.corrupt_videos
     if missing + corrupt > len(candidates):
         raise ValueError(
             f'{missing} missing (missing_fraction={parameters.missing_fraction}) and {corrupt} '
@@ -205,9 +180,8 @@ def damaged_videos(
             '(each class keeps its first training and test video); raise num_groups or '
             'clips_per_group, or lower missing_fraction or corrupt_videos.'
         )
-    rng = np.random.default_rng([parameters.seed, *stream])
-    missing_set, corrupt_set = spread_picks(rng, candidates, (missing, corrupt))
-    return missing_set, corrupt_set
+    order = np.random.default_rng([parameters.seed, *stream]).permutation(candidates).tolist()
+    return set(order[:missing]), set(order[missing : missing + corrupt])
 
 
 # Characters of YouTube video ids (base64url).
@@ -234,10 +208,6 @@ def youtube_ids(rng: np.random.Generator, count: int) -> list[str]:
 # Writing.
 
 
-def _write_job(job: Job, root: str) -> None:
-    job.write(root)
-
-
 def _check_empty(output_dir: str) -> None:
     if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
         raise FileExistsError(f'{output_dir} exists and is not an empty directory.')
@@ -262,7 +232,7 @@ def write_tree(
                     total=len(plan.videos), desc=f'synthetic {dataset} videos', unit='video'
                 ) as progress,
             ):
-                futures = [pool.submit(_write_job, job, staging) for job in plan.videos]
+                futures = [pool.submit(job.write, staging) for job in plan.videos]
                 for done in concurrent.futures.as_completed(futures):
                     done.result()
                     progress.update()
