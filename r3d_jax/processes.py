@@ -50,11 +50,25 @@ def _initialise_worker(
     parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
 ) -> None:
     die_with_parent(parent_pid)
-    # The parent handles Ctrl-C and SIGTERM and shuts the pool down; workers must not print
-    # a KeyboardInterrupt traceback each.
+    # The parent handles Ctrl-C and SIGTERM (which may reach the whole process group) and shuts
+    # the pool down; workers must neither print a KeyboardInterrupt traceback each nor die
+    # under the parent's feet, which would break the pool before it stops cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
+
+
+class _WorkerPool(concurrent.futures.ProcessPoolExecutor):
+    """Leaving its block by an exception (an error, a stop request) drops the work not begun.
+
+    The executor's own exit would run every submitted task first, which for a build is most of
+    the work.
+    """
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> bool:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
 
 
 def worker_pool(
@@ -66,9 +80,9 @@ def worker_pool(
     """A pool of `processes` spawned workers that end with this process.
 
     Use it as a context manager; `initializer(*initargs)` runs in each worker after the
-    death signal is armed.
+    death signal is armed. Workers ignore SIGINT and SIGTERM: the parent decides when to stop.
     """
-    return concurrent.futures.ProcessPoolExecutor(
+    return _WorkerPool(
         processes,
         mp_context=multiprocessing.get_context('spawn'),
         initializer=_initialise_worker,

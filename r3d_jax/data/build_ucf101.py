@@ -24,6 +24,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import gcs_utils
 
+from r3d_jax import console
 from r3d_jax.data import synthetic, ucf101
 
 IF_MISSING_CHOICES = ('', 'synthetic')
@@ -65,6 +66,7 @@ def build_dataset(
     if ucf101.is_built(directory):
         print(f'{directory} is already built.')
         return directory
+    console.phase(f'Building the frames dataset {directory} from {videos_dir}')
     builder = ucf101.Ucf101Frames(
         videos_dir=os.path.abspath(videos_dir),
         splits_dir=os.path.abspath(splits_dir),

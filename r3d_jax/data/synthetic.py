@@ -36,6 +36,7 @@ import numpy as np
 import tqdm
 from PIL import Image, ImageDraw
 
+from r3d_jax import console
 from r3d_jax.processes import worker_pool
 
 WIDTH, HEIGHT = 320, 240
@@ -424,6 +425,7 @@ def generate(
                     )
                     listed.append((relative_path, group, label))
         num_workers = min(workers or os.cpu_count() or 1, len(jobs))
+        console.phase(f'Generating {len(jobs)} synthetic videos into {output_dir}')
         with (
             worker_pool(num_workers) as pool,
             tqdm.tqdm(total=len(jobs), desc='synthetic videos', unit='video') as progress,
