@@ -50,6 +50,8 @@ KNOWN_HARMLESS = (
 )
 
 _current_phase: str | None = None
+_log_file: str | None = None  # As `setup_logging` set them.
+_verbose = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,18 +236,60 @@ class _ConsoleHandler(logging.Handler):
 
 
 def _quiet_tensorflow_native_logs() -> None:
-    """Defaults that keep TensorFlow's C++ start-up notices off the terminal.
+    """TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's C++ INFO lines off, its warnings and errors kept.
 
-    They take effect for TensorFlow imported after this call, and in every worker process
-    started after it (workers inherit the environment). TF_CPP_MIN_LOG_LEVEL=1 drops its C++
-    INFO lines and keeps warnings and errors. TensorFlow here only runs the input pipeline
-    (JPEG decoding, uint8 crops, batching), for which oneDNN has no kernels: with its custom
-    operations on, TensorFlow prints that they are on, and an error-level notice that it falls
-    back to its standard kernels for uint8 -- both harmless, and both gone with them off.
-    A value the user set is kept.
+    It takes effect for TensorFlow imported after this call, and in every worker process started
+    after it (workers inherit the environment). A value the user set is kept.
     """
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
-    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+
+
+def native_output_log() -> str | None:
+    """Where native (C++) output that is not for the terminal goes: the log file, if any.
+
+    None with `verbose` (everything stays on the terminal) or without a log file.
+    """
+    return None if _verbose else _log_file
+
+
+@contextlib.contextmanager
+def native_output_to(path: str | None) -> Iterator[None]:
+    """Inside the block, what native code writes to stderr (fd 2) is appended to `path`."""
+    if path is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
+def import_tensorflow() -> Any:
+    """Imports TensorFlow with its start-up notices sent to the log file; returns the module.
+
+    TensorFlow's C++ side prints notices before its logging starts, so TF_CPP_MIN_LOG_LEVEL
+    cannot stop them: absl's "All log messages before absl::InitializeLog() is called are
+    written to STDERR", then "oneDNN custom operations are on" (results may differ by rounding).
+    On CPUs without AVX-512 it adds, once per process at its first uint8 operation, an
+    error-level "oneDNN supports DT_UINT8 only on platforms with AVX-512. Falling back to the
+    default Eigen-based implementation". All are harmless here: TensorFlow only decodes, crops
+    and batches uint8 frames, and falls back to its standard kernels. One uint8 operation run in
+    the block makes the last notice come out here too. The notices go to the log file, or
+    nowhere without one; with `verbose` they stay on the terminal.
+    """
+    destination = native_output_log() or (None if _verbose else os.devnull)
+    with native_output_to(destination):
+        import tensorflow as tf
+
+        tf.transpose(tf.zeros([1, 1], tf.uint8))
+    return tf
 
 
 def setup_logging(log_file: str | None, verbose: bool = False) -> str | None:
@@ -254,11 +298,14 @@ def setup_logging(log_file: str | None, verbose: bool = False) -> str | None:
     `log_file` (appended to; its folder is created) receives every record at INFO and above.
     The terminal receives this package's INFO lines and everyone's warnings and errors, except
     the `KNOWN_HARMLESS` ones; with `verbose`, every record at INFO and above, in full. absl's
-    handler, which would echo every record to stderr, is taken off the root logger. Calling it
-    again replaces the previous set-up. Returns the log file's absolute path (or None).
+    handler, which would echo every record to stderr, is taken off the root logger. Worker
+    processes started afterwards (`r3d_jax.processes`) send their native output to the log file
+    too (see `native_output_log`). Calling it again replaces the previous set-up. Returns the
+    log file's absolute path (or None).
     """
     from absl import logging as absl_logging
 
+    global _log_file, _verbose
     _quiet_tensorflow_native_logs()
     root = logging.getLogger()
     root.removeHandler(absl_logging.get_absl_handler())
@@ -282,6 +329,7 @@ def setup_logging(log_file: str | None, verbose: bool = False) -> str | None:
     for handler in handlers:
         setattr(handler, PACKAGE, True)
         root.addHandler(handler)
+    _log_file, _verbose = log_file, verbose
     _logger.info(
         '%s started: %s',
         os.path.basename(sys.argv[0]),

@@ -471,6 +471,7 @@ def _end_epoch(
     step = (epoch + 1) * steps_per_epoch
     validation = None
     if config.eval_every_epochs and (epoch + 1) % config.eval_every_epochs == 0:
+        console.phase(f'Validation after epoch {epoch}: clip accuracy on the test split')
         with report_progress.timed('validation'):
             result = evaluation.evaluate(config, model, state.variables, mode='clip')
         validation = {'val_loss': result.clip_loss, checkpoints.BEST_METRIC: result.clip_top1}

@@ -177,6 +177,8 @@ def test_train_py_shows_phases_progress_and_a_summary_and_logs_the_rest(tmp_path
         'Building',
         'Training',
         'Compiling',
+        'Validation',
+        'Validation',
         'Final',
     ]
     assert 'epoch 1  step 4/4  loss' in run.stderr

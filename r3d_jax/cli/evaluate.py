@@ -45,6 +45,7 @@ def main(argv: list[str]) -> None:
     workdir = FLAGS.workdir
     log_file = common.log_file(workdir, 'eval')
     console.setup_logging(log_file, FLAGS.verbose)
+    console.import_tensorflow()  # First, so that its start-up notices go to the log.
 
     from r3d_jax import checkpoints, evaluation
     from r3d_jax.data import input_pipeline, ucf101

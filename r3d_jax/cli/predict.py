@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
     if not paths:
         raise app.UsageError('Name at least one video file.')
     console.setup_logging(None, FLAGS.verbose)
+    console.import_tensorflow()  # First, so that its start-up notices stay off the terminal.
 
     from r3d_jax import checkpoints, predict
 

@@ -92,8 +92,8 @@ def main(argv: Sequence[str]) -> None:
     workdir = FLAGS.workdir
     log_file = common.log_file(workdir, 'train', FLAGS.process_id or 0)
     console.setup_logging(log_file, FLAGS.verbose)
+    tf = console.import_tensorflow()  # First, so that its start-up notices go to the log.
     import jax
-    import tensorflow as tf
 
     from r3d_jax import checkpoints, defaults, evaluation, training
     from r3d_jax.data import input_pipeline, ucf101
@@ -133,14 +133,16 @@ def main(argv: Sequence[str]) -> None:
         print(console.summary_block(f'Training finished: {workdir}', rows), flush=True)
 
 
-def _best_checkpoint(workdir: str) -> tuple[str, str]:
-    """('best checkpoint', path), or the latest one when no epoch was validated."""
+def _best_checkpoint(workdir: str) -> tuple[str, str] | None:
+    """('best checkpoint', path), or the latest one when no epoch was validated, or None."""
     from r3d_jax import checkpoints
 
-    try:
-        return 'best checkpoint', checkpoints.find_checkpoint(workdir, 'best')
-    except checkpoints.CheckpointError:
-        return 'latest checkpoint', checkpoints.find_checkpoint(workdir, 'latest')
+    for which in ('best', 'latest'):
+        try:
+            return f'{which} checkpoint', checkpoints.find_checkpoint(workdir, which)
+        except checkpoints.CheckpointError:
+            continue
+    return None
 
 
 def _percent(fraction: float) -> str:
@@ -152,7 +154,7 @@ def summary_rows(
     *,
     workdir: str,
     log_file: str,
-    best_checkpoint: tuple[str, str],
+    best_checkpoint: tuple[str, str] | None,
     total_seconds: float,
     devices: str,
     versions: dict[str, str],
@@ -187,9 +189,10 @@ def summary_rows(
                 common.shown_path(os.path.join(workdir, f'confusion_{result.mode}.png')),
             ),
         ]
-    label, path = best_checkpoint
+    if best_checkpoint is not None:
+        label, path = best_checkpoint
+        rows.append((label, common.shown_path(path)))
     rows += [
-        (label, common.shown_path(path)),
         ('log', common.shown_path(log_file)),
         ('TensorBoard', f'tensorboard --logdir {common.shown_path(workdir)}'),
         ('measured with', f'{backends.format_versions(versions)} on {devices}'),
