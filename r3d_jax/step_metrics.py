@@ -1,19 +1,17 @@
-"""What the training loop measures around its steps, and how it shows the config.
+"""What the training loop measures around its steps.
 
 `StepMetrics` reads each step's metrics one step behind (the device always has the next step
 queued) and stops a run whose loss or parameters stopped being finite; `Throughput` and
-`batches_with_wait` give clips per second and the share of time spent waiting for input;
-`flatten_for_hparams` turns the config into TensorBoard hyperparameters.
+`batches_with_wait` give clips per second and the share of time spent waiting for input.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 
@@ -59,24 +57,6 @@ class StepMetrics:
             key: float(np.mean([m[key] for m in collected]))
             for key in ('loss', 'accuracy', 'learning_rate')
         }
-
-
-def flatten_for_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The config as TensorBoard hyperparameters: dotted names, scalars or strings."""
-    flat = {}
-    for path, value in _flatten(config.to_dict()).items():
-        flat[path] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def batches_with_wait(batches: Iterator[Any]) -> Iterator[tuple[Any, float]]:

@@ -39,7 +39,6 @@ from r3d_jax.step_metrics import (
     Throughput,
     TrainingDivergedError,
     batches_with_wait,
-    flatten_for_hparams,
 )
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
 from r3d_jax.stop_signals import StopSignals
@@ -245,6 +244,28 @@ def _restore_or_start(
 
 
 # ---------------------------------------------------------------------------------------------
+# TensorBoard's view of the config.
+
+
+def _flatten_for_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as TensorBoard hyperparameters: dotted names, scalars or strings."""
+    flat = {}
+    for path, value in _flatten(config.to_dict()).items():
+        flat[path] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop.
 
 
@@ -297,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     is_writer = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer)
     if progress.epoch == 0 and progress.position == 0:
-        writer.write_hparams(flatten_for_hparams(config))
+        writer.write_hparams(_flatten_for_hparams(config))
     report_progress = periodic_actions.ReportProgress(
         num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
@@ -316,7 +337,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             metrics=metrics,
         )
 
-    def outcome(stopped_by: str | None = None, video_result: Any = None) -> TrainingOutcome:
+    def outcome(
+        training_seconds: float, stopped_by: str | None = None, video_result: Any = None
+    ) -> TrainingOutcome:
         return TrainingOutcome(
             state=state,
             step=progress.step(steps_per_epoch),
@@ -328,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
 
     step_metrics, throughput = StepMetrics(), Throughput(config.batch_size)
-    bar, started, training_seconds = None, time.monotonic(), 0.0
+    bar, started = None, time.monotonic()
     if progress.epoch < config.num_epochs:
         console.phase('Compiling the training step')
     try:
@@ -364,8 +387,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                         step_metrics.settle()
                         save()
                         logger.info('Stopped at step %d; the checkpoint resumes here.', step)
-                        training_seconds = time.monotonic() - started
-                        return outcome(stopped_by=stop_signals.signal_name)
+                        return outcome(time.monotonic() - started, stop_signals.signal_name)
                     if (
                         config.checkpoint_every_steps
                         and step % config.checkpoint_every_steps == 0
@@ -386,18 +408,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 save(validation)
                 if stop_signals.should_stop(progress.step(steps_per_epoch), at_sync_point=True):
                     logger.info('Stopped after epoch %d; the checkpoint resumes here.', epoch)
-                    training_seconds = time.monotonic() - started
-                    return outcome(stopped_by=stop_signals.signal_name)
+                    return outcome(time.monotonic() - started, stop_signals.signal_name)
         if bar is not None:
             bar.close()
-        training_seconds = time.monotonic() - started
+        training_seconds = time.monotonic() - started  # The final evaluation comes after.
         video_result = None
         if config.video_eval_at_end:
             with report_progress.timed('video evaluation'):
                 video_result = _final_video_evaluation(
                     config, model, state, workdir, writer, dataset.class_names, total_steps
                 )
-        return outcome(video_result=video_result)
+        return outcome(training_seconds, video_result=video_result)
     except TrainingDivergedError as error:
         manager.wait_until_finished()
         latest = manager.latest_step()

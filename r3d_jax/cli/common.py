@@ -21,9 +21,6 @@ from absl import app, flags
 from r3d_jax import backends, console, stop_signals
 
 FLAGS = flags.FLAGS
-CONTINUE_HINT = (
-    'Nothing half-written is kept as complete; run the same command again to continue.'
-)
 
 
 def define_verbose_flag(log_place: str) -> None:
@@ -48,8 +45,17 @@ def shown_path(path: str) -> str:
     return path if relative.startswith(os.pardir) else relative
 
 
+def closing_rows(workdir: str, log_path: str, devices: str) -> list[tuple[str, str]]:
+    """The last rows of a command's summary: its log, TensorBoard, what it ran with."""
+    return [
+        ('log', shown_path(log_path)),
+        ('TensorBoard', f'tensorboard --logdir {shown_path(workdir)}'),
+        ('measured with', f'{backends.format_versions(backends.versions())} on {devices}'),
+    ]
+
+
 @contextlib.contextmanager
-def stops_cleanly(hint: str = CONTINUE_HINT) -> Iterator[None]:
+def stops_cleanly() -> Iterator[None]:
     """SIGTERM or SIGINT inside the block end the command: a message, then exit status 0."""
     try:
         with stop_signals.raise_on_stop_signals():
@@ -57,7 +63,10 @@ def stops_cleanly(hint: str = CONTINUE_HINT) -> Iterator[None]:
     except stop_signals.StopRequested as stop:
         during = console.current_phase()
         where = f' during: {during}' if during else ''
-        console.note(f'Stopped by {stop.signal_name}{where}. {hint}')
+        console.note(
+            f'Stopped by {stop.signal_name}{where}. Nothing half-written is kept as complete; '
+            'run the same command again to continue.'
+        )
         sys.exit(0)
 
 

@@ -50,7 +50,8 @@ def main(argv: list[str]) -> None:
     from r3d_jax import checkpoints, evaluation
     from r3d_jax.data import input_pipeline, ucf101
 
-    console.note(f'Devices: {backends.jax_devices()}')
+    devices = backends.jax_devices()
+    console.note(f'Devices: {devices}')
     modes = evaluation.EVAL_MODES if FLAGS.mode == 'both' else (FLAGS.mode,)
     console.phase(f'Evaluating checkpoint {FLAGS.checkpoint!r} of {workdir}: {", ".join(modes)}')
     with common.errors_without_traceback(
@@ -69,12 +70,7 @@ def main(argv: list[str]) -> None:
             (f'{mode} confusion figure', os.path.join(workdir, f'confusion_{mode}.png')),
         ]
     rows = [(label, common.shown_path(path)) for label, path in rows]
-    versions = backends.format_versions(backends.versions())
-    rows += [
-        ('log', common.shown_path(log_file)),
-        ('TensorBoard', f'tensorboard --logdir {common.shown_path(workdir)}'),
-        ('measured with', f'{versions} on {backends.jax_devices()}'),
-    ]
+    rows += common.closing_rows(workdir, log_file, devices)
     print(console.summary_block(f'Evaluation of {workdir} written', rows), flush=True)
 
 

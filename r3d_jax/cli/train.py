@@ -104,7 +104,8 @@ def main(argv: Sequence[str]) -> None:
     if jax.process_index() != 0 and FLAGS.process_id is None:  # Learnt from the cluster.
         log_file = common.log_file(workdir, 'train', jax.process_index())
         console.setup_logging(log_file, FLAGS.verbose)
-    console.note(f'Devices: {backends.jax_devices()}')
+    devices = backends.jax_devices()
+    console.note(f'Devices: {devices}')
     with common.errors_without_traceback(
         defaults.ConfigError,
         checkpoints.CheckpointError,
@@ -127,8 +128,7 @@ def main(argv: Sequence[str]) -> None:
             log_file=log_file,
             best_checkpoint=_best_checkpoint(workdir),
             total_seconds=time.monotonic() - started,
-            devices=backends.jax_devices(),
-            versions=backends.versions(),
+            devices=devices,
         )
         print(console.summary_block(f'Training finished: {workdir}', rows), flush=True)
 
@@ -157,7 +157,6 @@ def summary_rows(
     best_checkpoint: tuple[str, str] | None,
     total_seconds: float,
     devices: str,
-    versions: dict[str, str],
 ) -> list[tuple[str, str]]:
     """The closing summary of a finished run, row by row: figures, then where things are."""
     rows = []
@@ -192,12 +191,7 @@ def summary_rows(
     if best_checkpoint is not None:
         label, path = best_checkpoint
         rows.append((label, common.shown_path(path)))
-    rows += [
-        ('log', common.shown_path(log_file)),
-        ('TensorBoard', f'tensorboard --logdir {common.shown_path(workdir)}'),
-        ('measured with', f'{backends.format_versions(versions)} on {devices}'),
-    ]
-    return rows
+    return rows + common.closing_rows(workdir, log_file, devices)
 
 
 def run() -> None:
