@@ -121,12 +121,13 @@ def main(argv: Sequence[str]) -> None:
             'The checkpoint resumes there: run the same command again to continue.'
         )
         return
+    best_checkpoint = _best_checkpoint(workdir)  # Every process: Orbax synchronises them.
     if jax.process_index() == 0:
         rows = summary_rows(
             outcome,
             workdir=workdir,
             log_file=log_file,
-            best_checkpoint=_best_checkpoint(workdir),
+            best_checkpoint=best_checkpoint,
             total_seconds=time.monotonic() - started,
             devices=devices,
         )
