@@ -11,13 +11,17 @@ import logging
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 from absl import logging as absl_logging
 
 from r3d_jax import console
-from tests.test_training import REPO, subprocess_environment, write_tiny_config
+from tests.test_training import (
+    REPO,
+    subprocess_environment,
+    train_py_command,
+    write_tiny_config,
+)
 
 
 @pytest.fixture
@@ -145,13 +149,7 @@ def _summary_rows(stdout: str) -> dict[str, str]:
 
 def _train(config_path: str, workdir: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, 'train.py'),
-            f'--config={config_path}',
-            f'--workdir={workdir}',
-            *extra,
-        ],
+        train_py_command(config_path, workdir, *extra),
         cwd=REPO,
         env=subprocess_environment(4),
         capture_output=True,

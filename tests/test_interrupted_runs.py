@@ -14,14 +14,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from r3d_jax.data import synthetic
-from tests.test_training import REPO, load_config, subprocess_environment, write_tiny_config
+from tests.test_training import (
+    REPO,
+    load_config,
+    subprocess_environment,
+    train_py_command,
+    write_tiny_config,
+)
 
 SLOW_CONFIG = '''
 """The tiny run over more and longer synthetic videos, decoded by two workers."""
@@ -49,13 +54,7 @@ class Run:
 
     def __init__(self, config_path: str, workdir: str, *overrides: str) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(REPO, 'train.py'),
-                f'--config={config_path}',
-                f'--workdir={workdir}',
-                *overrides,
-            ],
+            train_py_command(config_path, workdir, *overrides),
             cwd=REPO,
             env=subprocess_environment(1),
             stdout=subprocess.PIPE,
