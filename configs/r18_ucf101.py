@@ -10,9 +10,11 @@ experiment is that ResNet-18 overfits UCF-101 when trained from scratch. The fin
 accuracy is written to `<workdir>/eval_video.json`.
 
 Cost: 9,537 training videos make 74 steps of 128 clips per epoch, 14,800 steps in 200 epochs
-(1.9 M clips). At the ~2,300 clips/s a plain bf16 Flax port of this model trains at on one
-H200, that is about 14 minutes of device time; the input pipeline produces ~236 clips per core
-per second, so the host needs about ten cores of tf.data to keep up.
+(1.9 M clips). At the 3,541 clips/s measured for this recipe's train step on one H200 (JAX
+0.11.2, Flax 0.12.10, CUDA 13; `benchmarks/results/train_step_h200.json`, measured before the
+training crops' resize moved into the step), that is about 9 minutes of device time, plus the
+validations; at the 416-459 training clips/s per core measured for the input pipeline (shared
+2-core x86-64 CPU, TensorFlow 2.21.0; README "Speed"), the host needs 8-9 cores to keep up.
 """
 
 import ml_collections

@@ -9,6 +9,7 @@ whole):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
 from jax.experimental import multihost_utils
+
+logger = logging.getLogger(__name__)
 
 VARIABLES = 'variables'
 METADATA = 'metadata'
@@ -203,7 +205,7 @@ def _set_aside_unreadable(
 ) -> None:
     reason = f'{type(error).__name__}: {error}'.splitlines()[0]
     aside = f'{path}.unreadable'
-    logging.error(
+    logger.error(
         'Checkpoint %s cannot be read (%s); moving it to %s and using the previous one.',
         path,
         reason,

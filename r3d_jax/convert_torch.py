@@ -351,8 +351,12 @@ def _define_flags() -> None:
     flags.mark_flags_as_required(['config', 'checkpoint', 'output'])
 
 
-if __name__ == '__main__':
-    from absl import app
+def run() -> None:
+    """The `r3d-convert` command (`python -m r3d_jax.convert_torch`)."""
+    from r3d_jax.cli import common
 
-    _define_flags()
-    app.run(main)
+    common.start(__doc__, main, _define_flags)
+
+
+if __name__ == '__main__':
+    run()

@@ -27,7 +27,7 @@ import numpy as np
 from clu import metric_writers
 from jax.experimental import multihost_utils
 
-from r3d_jax import checkpoints, reports, steps
+from r3d_jax import backends, checkpoints, console, reports, steps
 from r3d_jax.data import input_pipeline
 from r3d_jax.models import create_model, init_variables
 
@@ -405,16 +405,21 @@ def evaluate(
     )
     totals = ScoreTotals.zeros(num_videos, config.model.num_classes)
     batches = input_pipeline.create_eval_iterator(config, mode=mode)
-    for batch, (probabilities, losses) in _one_batch_ahead(
-        batches, steps.pmapped_eval_step(model), device_variables
-    ):
-        totals.add(
-            probabilities=np.asarray(probabilities),
-            losses=np.asarray(losses),
-            labels=batch['labels'],
-            video_index=batch['video_index'],
-            mask=batch['mask'],
-        )
+    start, end = input_pipeline.process_example_range(
+        num_videos, jax.process_index(), jax.process_count()
+    )
+    with console.progress(total=end - start, desc=f'{mode} evaluation', unit='video') as bar:
+        for batch, (probabilities, losses) in _one_batch_ahead(
+            batches, steps.pmapped_eval_step(model), device_variables
+        ):
+            totals.add(
+                probabilities=np.asarray(probabilities),
+                losses=np.asarray(losses),
+                labels=batch['labels'],
+                video_index=batch['video_index'],
+                mask=batch['mask'],
+            )
+            bar.update(int(np.count_nonzero(totals.clip_counts)) - bar.n)  # Videos begun.
     return summarize(sum_over_processes(totals), mode, protocol)
 
 
@@ -477,7 +482,7 @@ def evaluate_checkpoint(
                     class_names=class_names,
                     writer=writer,
                     step=step,
-                    extra={'checkpoint': directory},
+                    extra={'checkpoint': directory, 'environment': backends.environment()},
                 )
             results[mode] = result
     finally:

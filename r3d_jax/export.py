@@ -21,7 +21,6 @@ clips of a video for the video's scores.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -137,17 +136,33 @@ def export_checkpoint(checkpoint_dir: str, output_dir: str) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--checkpoint', required=True, help='r3d-jax checkpoint directory.')
-    parser.add_argument('--output', required=True, help='Directory to create for the export.')
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str]) -> None:
+    from absl import app, flags
+
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    checkpoint, output = flags.FLAGS.checkpoint, flags.FLAGS.output
     try:
-        export_checkpoint(args.checkpoint, args.output)
+        export_checkpoint(checkpoint, output)
     except (ValueError, OSError) as error:
         sys.exit(f'error: {error}')
-    print(f'Exported {args.checkpoint} to {args.output}.')
+    print(f'Exported {checkpoint} to {output}.')
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string('checkpoint', None, 'r3d-jax checkpoint directory.')
+    flags.DEFINE_string('output', None, 'Directory to create for the export.')
+    flags.mark_flags_as_required(['checkpoint', 'output'])
+
+
+def run() -> None:
+    """The `r3d-export` command (`python -m r3d_jax.export`)."""
+    from r3d_jax.cli import common
+
+    common.start(__doc__, main, _define_flags)
 
 
 if __name__ == '__main__':
-    main()
+    run()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from r3d_jax import checkpoints, evaluation
 from r3d_jax.data import input_pipeline, video_decoding
 from r3d_jax.models import create_model
+
+logger = logging.getLogger(__name__)
 
 # The short side frames are stored at when a checkpoint does not say (configs/default.py).
 DEFAULT_FRAME_SHORT_SIDE = 128
@@ -76,7 +78,7 @@ def classifier_config(metadata: dict[str, Any], source: str) -> ml_collections.C
         )
     frame_short_side = (metadata.get('data') or {}).get('frame_short_side')
     if frame_short_side is None:
-        logging.warning(
+        logger.warning(
             '%s metadata does not record data.frame_short_side; resizing frames to %d pixels.',
             source,
             DEFAULT_FRAME_SHORT_SIDE,

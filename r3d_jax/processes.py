@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from r3d_jax import console
+
 _PR_SET_PDEATHSIG = 1  # From <linux/prctl.h>.
 WATCHDOG_INTERVAL_SECONDS = 0.5
 
@@ -47,14 +49,37 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _initialise_worker(
-    parent_pid: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+    parent_pid: int,
+    native_output: str | None,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
 ) -> None:
     die_with_parent(parent_pid)
-    # The parent handles Ctrl-C and SIGTERM and shuts the pool down; workers must not print
-    # a KeyboardInterrupt traceback each.
+    if native_output is not None:
+        # What native code prints here (TensorFlow's start-up notices, once per worker; a
+        # crashing decoder's last words) belongs in the log, not between the parent's bars.
+        target = os.open(native_output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(target, 2)
+        os.close(target)
+    # The parent handles Ctrl-C and SIGTERM (which may reach the whole process group) and shuts
+    # the pool down; workers must neither print a KeyboardInterrupt traceback each nor die
+    # under the parent's feet, which would break the pool before it stops cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
+
+
+class _WorkerPool(concurrent.futures.ProcessPoolExecutor):
+    """Leaving its block by an exception (an error, a stop request) drops the work not begun.
+
+    The executor's own exit would run every submitted task first, which for a build is most of
+    the work.
+    """
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> bool:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
 
 
 def worker_pool(
@@ -66,11 +91,12 @@ def worker_pool(
     """A pool of `processes` spawned workers that end with this process.
 
     Use it as a context manager; `initializer(*initargs)` runs in each worker after the
-    death signal is armed.
+    death signal is armed. Workers ignore SIGINT and SIGTERM: the parent decides when to stop.
+    Their stderr goes to the log file `console.setup_logging` opened, if any.
     """
-    return concurrent.futures.ProcessPoolExecutor(
+    return _WorkerPool(
         processes,
         mp_context=multiprocessing.get_context('spawn'),
         initializer=_initialise_worker,
-        initargs=(os.getpid(), initializer, initargs),
+        initargs=(os.getpid(), console.native_output_log(), initializer, initargs),
     )

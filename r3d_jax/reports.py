@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from clu import metric_writers
@@ -129,6 +129,27 @@ def confusion_matrix_image(
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+class ReportPaths(NamedTuple):
+    """Where `write_report` puts the report of one protocol."""
+
+    report: str  # The JSON with every figure.
+    confusions: str  # The confusion figure, or beyond MAX_LISTED_CLASSES the top confusions.
+
+    @property
+    def confusions_label(self) -> str:
+        return 'confusion figure' if self.confusions.endswith('.png') else 'top confusions'
+
+
+def report_paths(workdir: str, mode: str, num_classes: int) -> ReportPaths:
+    """The files of the report of `mode` for a model of `num_classes` classes."""
+    confusions = (
+        f'confusion_{mode}.png' if num_classes <= MAX_LISTED_CLASSES else f'confusions_{mode}.md'
+    )
+    return ReportPaths(
+        os.path.join(workdir, f'eval_{mode}.json'), os.path.join(workdir, confusions)
+    )
+
+
 def write_report(
     result: EvalResult,
     *,
@@ -138,15 +159,14 @@ def write_report(
     step: int = 0,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Writes `eval_<mode>.json` to `workdir` with `confusion_<mode>.png` (up to
-    MAX_LISTED_CLASSES classes) or `confusions_<mode>.md` (beyond), and TensorBoard data."""
+    """Writes the report of `result` where `report_paths` says, and TensorBoard data."""
     from PIL import Image
 
     os.makedirs(workdir, exist_ok=True)
+    paths = report_paths(workdir, result.mode, len(class_names))
     report = {**(extra or {}), 'step': step, **result.to_json(class_names)}
     _write_atomically(
-        os.path.join(workdir, f'eval_{result.mode}.json'),
-        lambda path: _write_text(json.dumps(report, indent=2) + '\n', path),
+        paths.report, lambda path: _write_text(json.dumps(report, indent=2) + '\n', path)
     )
     prefix = f'eval_{result.mode}'
     if len(class_names) <= MAX_LISTED_CLASSES:
@@ -156,15 +176,11 @@ def write_report(
             f'{result.mode} mode: video top-1 {100 * result.video_top1:.2f}%',
         )
         _write_atomically(
-            os.path.join(workdir, f'confusion_{result.mode}.png'),
-            lambda path: Image.fromarray(image).save(path, format='PNG'),
+            paths.confusions, lambda path: Image.fromarray(image).save(path, format='PNG')
         )
     else:
         text = top_confusions_markdown(result, class_names)
-        _write_atomically(
-            os.path.join(workdir, f'confusions_{result.mode}.md'),
-            lambda path: _write_text(text + '\n', path),
-        )
+        _write_atomically(paths.confusions, lambda path: _write_text(text + '\n', path))
     if writer is not None:
         writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.scalars().items()})
         if len(class_names) <= MAX_LISTED_CLASSES:

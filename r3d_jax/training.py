@@ -1,9 +1,11 @@
 """The training loop: data-parallel SGD over all local devices, validation, checkpoints.
 
 Reads top to bottom in the order things happen: the config check, the training state and where
-it comes from (fresh, `config.init_from`, or the workdir's latest checkpoint), the bookkeeping
-around steps (metrics, signals, checkpoints), and `train_and_evaluate`. The per-device train
-step itself (named-axis collectives under `jax.pmap`) is in `r3d_jax.steps`.
+it comes from (fresh, `config.init_from`, or the workdir's latest checkpoint), the checkpoints
+that record where the loop stands, and `train_and_evaluate`. The per-device train step itself
+(named-axis collectives under `jax.pmap`) is in `r3d_jax.steps`; what the loop measures around
+it in `r3d_jax.step_metrics`; stop signals in `r3d_jax.stop_signals`. What it shows a person
+goes through `r3d_jax.console`: a line per phase, a bar over the steps, the periodic metrics.
 
 Resuming is exact: a checkpoint holds the variables, the optimiser state, the position in the
 epoch and the plateau scheduler's state, and the input pipeline is deterministic given
@@ -12,11 +14,11 @@ epoch and the plateau scheduler's state, and the input pipeline is deterministic
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import signal
-import threading
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -24,19 +26,24 @@ import jax
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
+import tensorflow_datasets as tfds
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
-from r3d_jax import checkpoints, defaults, evaluation, optimizers, reports
+from r3d_jax import backends, checkpoints, console, defaults, evaluation, optimizers, reports
 from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import datasets, input_pipeline
 from r3d_jax.models import create_model, init_variables
+from r3d_jax.step_metrics import (
+    StepMetrics,
+    Throughput,
+    TrainingDivergedError,
+    batches_with_wait,
+)
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
+from r3d_jax.stop_signals import StopSignals
 
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the parameters stopped being finite; the diverged state is never saved."""
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +121,7 @@ def _warn_on_other_normalisation(
     trained = metadata.get('input') or {}
     for field in ('value_scale', 'mean', 'std'):
         if field in trained and not np.allclose(trained[field], config.input[field]):
-            logging.warning(
+            logger.warning(
                 '%s was trained with input.%s=%s but config.input.%s=%s.',
                 source,
                 field,
@@ -234,8 +241,7 @@ def _restore_or_start(
             position=0,
             plateau=optimizers.PlateauState(learning_rate=config.optimizer.learning_rate),
         )
-    step, variables, opt_state, metadata, loop_state = restored
-    logging.info('Resuming from step %d (epoch %d).', step, metadata['epoch'])
+    _, variables, opt_state, metadata, loop_state = restored
     state = TrainState(
         params=variables['params'], batch_stats=variables['batch_stats'], opt_state=opt_state
     )
@@ -248,90 +254,7 @@ def _restore_or_start(
 
 
 # ---------------------------------------------------------------------------------------------
-# Bookkeeping around the steps: metrics read one step behind, stop signals.
-
-
-class StepMetrics:
-    """Training metrics read one step behind, so the device always has the next step queued.
-
-    Reading a step's metrics also checks that it kept the loss and the state finite; a
-    diverged step raises before anything can save its state.
-    """
-
-    def __init__(self) -> None:
-        self._in_flight: tuple[int, dict[str, jax.Array]] | None = None
-        self._collected: list[dict[str, np.ndarray]] = []
-
-    def add(self, step: int, metrics: dict[str, jax.Array]) -> None:
-        self.settle()
-        self._in_flight = (step, metrics)
-
-    def settle(self) -> None:
-        """Waits for the step in flight and checks it."""
-        if self._in_flight is None:
-            return
-        step, metrics = self._in_flight
-        self._in_flight = None
-        host = jax.device_get(metrics)
-        if not host['finite']:
-            raise TrainingDivergedError(
-                f'Training diverged at step {step}: the loss ({float(host["loss"])}) or the '
-                'parameters are no longer finite. The diverged state was not saved; lower '
-                'config.optimizer.learning_rate or check the data.'
-            )
-        self._collected.append(host)
-
-    def summary(self) -> dict[str, float]:
-        """Means since the last summary."""
-        self.settle()
-        collected, self._collected = self._collected, []
-        return {
-            key: float(np.mean([m[key] for m in collected]))
-            for key in ('loss', 'accuracy', 'learning_rate')
-        }
-
-
-class StopSignals:
-    """SIGTERM and SIGINT ask the loop to save a checkpoint and return; a second one kills.
-
-    In a multi-process run the processes agree (at logging steps) before any of them stops,
-    since saving is collective.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self._requested = threading.Event()
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        # Python delivers signals to the main thread only; elsewhere the defaults stay.
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        logging.warning(
-            'Received %s: saving a checkpoint and stopping (send it again to stop at once).',
-            signal.Signals(signum).name,
-        )
-        self._requested.set()
-        for restored in self.SIGNALS:
-            signal.signal(restored, self._previous[restored])
-
-    def should_stop(self, step: int, log_every_steps: int = 1, at_sync_point: bool = False) -> bool:
-        """Whether to stop now; processes vote at logging steps and sync points."""
-        if jax.process_count() == 1:
-            return self._requested.is_set()
-        if step % log_every_steps and not at_sync_point:
-            return False
-        votes = multihost_utils.process_allgather(np.int32(self._requested.is_set()))
-        return bool(np.max(votes))
+# TensorBoard's view of the config.
 
 
 def _flatten_for_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -352,48 +275,26 @@ def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     return flat
 
 
-def _batches_with_wait(batches: Iterator[Any]) -> Iterator[tuple[Any, float]]:
-    """Each batch with the seconds spent waiting for it."""
-    while True:
-        start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        yield batch, time.perf_counter() - start
-
-
-class Throughput:
-    """Clips per second and the share of wall time spent waiting for input, per interval."""
-
-    def __init__(self, batch_size: int) -> None:
-        self._batch_size = batch_size
-        self.reset()
-
-    def reset(self) -> None:
-        self._start, self._waited, self._steps = time.perf_counter(), 0.0, 0
-
-    def add(self, waited: float) -> None:
-        self._waited += waited
-        self._steps += 1
-
-    def read(self) -> dict[str, float]:
-        """The interval's figures; starts the next interval."""
-        elapsed = max(time.perf_counter() - self._start, 1e-9)
-        figures = {
-            'clips_per_second': self._steps * self._batch_size / elapsed,
-            'input_wait_fraction': self._waited / elapsed,
-        }
-        self.reset()
-        return figures
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains `config` in `workdir`, resuming from its checkpoints; returns the final state.
+@dataclasses.dataclass
+class TrainingOutcome:
+    """What a call of `train_and_evaluate` did, for the summary a command prints."""
+
+    state: TrainState
+    step: int  # Steps taken since the start of training, by this run and the ones before.
+    total_steps: int
+    stopped_by: str | None  # The signal that stopped the run early, if one did.
+    training_seconds: float  # This run's time in the loop: steps and validations.
+    best_val_accuracy: float | None
+    # The final evaluations by protocol (`config.final_eval_modes`), when they ran.
+    final_results: dict[str, evaluation.EvalResult]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainingOutcome:
+    """Trains `config` in `workdir`, resuming from its checkpoints; says what it did.
 
     Writes TensorBoard events and checkpoints to `workdir`; validates every
     `config.eval_every_epochs` epochs and scores the paper's video accuracy at the end.
@@ -404,11 +305,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     num_train_examples = dataset.num_examples[config.data.train_split]
     steps_per_epoch = input_pipeline.steps_per_epoch(config, num_train_examples)
     total_steps = config.num_epochs * steps_per_epoch
-    logging.info(
-        '%d training videos, %d steps per epoch, %d epochs.',
-        num_train_examples,
-        steps_per_epoch,
-        config.num_epochs,
+    console.phase(
+        f'Training ResNet-{config.model.depth}: {num_train_examples} videos, '
+        f'{steps_per_epoch} steps of {config.batch_size} clips per epoch, '
+        f'{config.num_epochs} epochs'
     )
 
     model = create_model(config, bn_axis_name=AXIS)
@@ -417,6 +317,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     host_state, progress = _restore_or_start(
         config, manager, create_train_state(config, model, tx), steps_per_epoch
     )
+    if progress.step(steps_per_epoch):
+        console.note(
+            f'Resuming from the checkpoint of step {progress.step(steps_per_epoch)} '
+            f'(epoch {progress.epoch}).'
+        )
     devices = jax.local_devices()
     state = replicate(host_state, devices)
     p_train_step = make_p_train_step(model, tx, CropResize.from_config(config))
@@ -443,7 +348,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             metrics=metrics,
         )
 
+    def outcome(
+        training_seconds: float,
+        stopped_by: str | None = None,
+        final_results: dict[str, evaluation.EvalResult] | None = None,
+    ) -> TrainingOutcome:
+        return TrainingOutcome(
+            state=state,
+            step=progress.step(steps_per_epoch),
+            total_steps=total_steps,
+            stopped_by=stopped_by,
+            training_seconds=training_seconds,
+            best_val_accuracy=progress.best_val_accuracy,
+            final_results=final_results or {},
+        )
+
     step_metrics, throughput = StepMetrics(), Throughput(config.batch_size)
+    bar, started = None, time.monotonic()
+    if progress.epoch < config.num_epochs:
+        console.phase('Compiling the training step')
     try:
         with StopSignals() as stop_signals:
             while progress.epoch < config.num_epochs:
@@ -456,11 +379,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     else iter(())
                 )
                 throughput.reset()
-                for batch, waited in _batches_with_wait(iter(batches)):
+                for batch, waited in batches_with_wait(iter(batches)):
                     state, metrics = p_train_step(state, batch)
                     progress.position += 1
                     step = progress.step(steps_per_epoch)
-                    step_metrics.add(step, metrics)
+                    step_metrics.add(step, metrics)  # Waits for the step before this one.
+                    if bar is None:
+                        bar = console.step_progress(
+                            total_steps=total_steps,
+                            done_steps=step - 1,
+                            clips_per_step=config.batch_size,
+                        )
+                    bar.update()
                     throughput.add(waited)
                     report_progress(step)
                     if step % config.log_every_steps == 0 or progress.position == steps_per_epoch:
@@ -469,8 +399,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     if stop_signals.should_stop(step, config.log_every_steps):
                         step_metrics.settle()
                         save()
-                        logging.info('Stopped at step %d; the checkpoint resumes here.', step)
-                        return state
+                        logger.info('Stopped at step %d; the checkpoint resumes here.', step)
+                        return outcome(time.monotonic() - started, stop_signals.signal_name)
                     if (
                         config.checkpoint_every_steps
                         and step % config.checkpoint_every_steps == 0
@@ -484,18 +414,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                         f'of {steps_per_epoch} steps.'
                     )
                 step_metrics.settle()
-                state, validation = _end_epoch(
-                    config, model, state, progress, writer, report_progress, steps_per_epoch
-                )
+                with bar.paused() if bar is not None else contextlib.nullcontext():
+                    state, validation = _end_epoch(
+                        config, model, state, progress, writer, report_progress, steps_per_epoch
+                    )
                 save(validation)
                 if stop_signals.should_stop(progress.step(steps_per_epoch), at_sync_point=True):
-                    logging.info('Stopped after epoch %d; the checkpoint resumes here.', epoch)
-                    return state
+                    logger.info('Stopped after epoch %d; the checkpoint resumes here.', epoch)
+                    return outcome(time.monotonic() - started, stop_signals.signal_name)
+        if bar is not None:
+            bar.close()
+        training_seconds = time.monotonic() - started  # The final evaluation comes after.
+        final_results = None
         if config.video_eval_at_end:
-            with report_progress.timed('video evaluation'):
-                _final_video_evaluation(
+            with report_progress.timed('final evaluation'):
+                final_results = _final_evaluations(
                     config, model, state, workdir, writer, dataset.class_names, total_steps
                 )
+        return outcome(training_seconds, final_results=final_results)
     except TrainingDivergedError as error:
         manager.wait_until_finished()
         latest = manager.latest_step()
@@ -507,10 +443,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
         raise TrainingDivergedError(f'{error} {kept}') from None
     finally:
+        if bar is not None:
+            bar.close()
         manager.wait_until_finished()
         manager.close()
         writer.close()
-    return state
 
 
 def _write_train_summary(
@@ -521,9 +458,9 @@ def _write_train_summary(
     summary: Mapping[str, float],
 ) -> None:
     writer.write_scalars(step, {f'train/{key}': value for key, value in summary.items()})
-    logging.info(
-        'epoch %d step %d/%d: loss %.4f, accuracy %.3f, lr %.3g, %.1f clips/s, '
-        '%.0f%% of the time waiting for input',
+    logger.info(
+        'epoch %d  step %d/%d  loss %.4f  accuracy %.3f  lr %.3g  %.1f clips/s  '
+        'input wait %.0f%%',
         epoch,
         step,
         total_steps,
@@ -536,12 +473,18 @@ def _write_train_summary(
 
 
 def ensure_dataset(config: ml_collections.ConfigDict) -> None:
-    """Builds the dataset if the config asks for it; process 0 first, the others after it."""
-    if jax.process_index() == 0:
-        datasets.ensure_dataset(config.data)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices('r3d_jax dataset ready')
-        datasets.ensure_dataset(config.data)
+    """Builds the dataset if the config asks for it; process 0 first, the others after it.
+
+    The build shows its own phases and progress: TFDS's bars are off, and the notices TFDS
+    prints to stdout go to the log.
+    """
+    tfds.disable_progress_bar()
+    with console.printed_to_log('tensorflow_datasets'):
+        if jax.process_index() == 0:
+            datasets.ensure_dataset(config.data)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices('r3d_jax dataset ready')
+            datasets.ensure_dataset(config.data)
 
 
 def _end_epoch(
@@ -562,6 +505,7 @@ def _end_epoch(
     step = (epoch + 1) * steps_per_epoch
     validation = None
     if config.eval_every_epochs and (epoch + 1) % config.eval_every_epochs == 0:
+        console.phase(f'Validation after epoch {epoch}: clip accuracy on the test split')
         with report_progress.timed('validation'):
             result = evaluation.evaluate(config, model, state.variables, mode='clip')
         validation = {'val_loss': result.clip_loss, checkpoints.BEST_METRIC: result.clip_top1}
@@ -576,8 +520,8 @@ def _end_epoch(
                 'val/best_accuracy': progress.best_val_accuracy,
             },
         )
-        logging.info(
-            'epoch %d validation: loss %.4f, clip accuracy %.4f (top-5 %.4f, best %.4f).',
+        logger.info(
+            'epoch %d  validation  loss %.4f  clip accuracy %.4f  top-5 %.4f  best %.4f',
             epoch,
             result.clip_loss,
             result.clip_top1,
@@ -594,7 +538,7 @@ def _end_epoch(
                 threshold=config.schedule.plateau_threshold,
             )
             if progress.plateau.learning_rate != previous:
-                logging.info(
+                logger.info(
                     'Validation loss has not improved for %d epochs: learning rate %.3g -> %.3g.',
                     config.schedule.plateau_patience + 1,
                     previous,
@@ -613,7 +557,7 @@ def _end_epoch(
     return state, validation
 
 
-def _final_video_evaluation(
+def _final_evaluations(
     config: ml_collections.ConfigDict,
     model: nn.Module,
     state: TrainState,
@@ -626,12 +570,12 @@ def _final_video_evaluation(
     number, over every clip of every test video), each with its report."""
     results = {}
     for mode in config.final_eval_modes:
+        console.phase(f'Final evaluation: {evaluation.describe_protocol(config, mode)}')
         result = evaluation.evaluate(config, model, state.variables, mode=mode)
-        logging.info(
-            'Video accuracy (%s: %s): top-1 %.4f, top-5 %.4f, mean class accuracy %.4f '
+        logger.info(
+            'Video accuracy (%s): top-1 %.4f, top-5 %.4f, mean class accuracy %.4f '
             '(%d videos).',
             mode,
-            result.protocol,
             result.video_top1,
             result.video_top5,
             result.mean_class_accuracy,
@@ -639,7 +583,12 @@ def _final_video_evaluation(
         )
         if jax.process_index() == 0:
             reports.write_report(
-                result, workdir=workdir, class_names=class_names, writer=writer, step=step
+                result,
+                workdir=workdir,
+                class_names=class_names,
+                writer=writer,
+                step=step,
+                extra={'environment': backends.environment()},
             )
         results[mode] = result
     return results

@@ -72,7 +72,7 @@ def _train_in_two_processes(config_path: str, workdir: str) -> None:
                 process.kill()
     for index, (process, output) in enumerate(zip(processes, outputs, strict=True)):
         assert process.returncode == 0, f'process {index}:\n{output[-4000:]}'
-        assert f'JAX process {index} of 2' in output
+        assert f'(process {index} of 2; 4 devices in all)' in output
 
 
 def test_two_processes_train_like_one_process_with_four_devices(whole_split_config_path, tmp_path):

@@ -1,4 +1,5 @@
-"""Worker pools whose processes end with their parent, even when it is killed with SIGKILL."""
+"""Worker pools whose processes end with their parent, even when it is killed with SIGKILL, and
+that drop the work not begun when their block is left by an exception."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
+
+from r3d_jax import processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,3 +64,14 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_leaving_a_pool_by_an_exception_drops_the_work_not_begun():
+    with pytest.raises(KeyboardInterrupt), processes.worker_pool(1) as pool:
+        futures = [pool.submit(time.sleep, 0.5) for _ in range(40)]
+        futures[0].result()
+        started = time.monotonic()
+        raise KeyboardInterrupt  # As a stop request leaves the block.
+    # Only the tasks already handed to the worker ran; the rest would take 20 s.
+    assert time.monotonic() - started < 5
+    assert sum(future.cancelled() for future in futures) >= 35

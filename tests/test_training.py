@@ -99,6 +99,17 @@ def subprocess_environment(num_devices: int) -> dict[str, str]:
     }
 
 
+def train_py_command(config_path: str, workdir: str, *flags: str) -> list[str]:
+    """The command line that runs `train.py` on a config file in a workdir."""
+    return [
+        sys.executable,
+        os.path.join(REPO, 'train.py'),
+        f'--config={config_path}',
+        f'--workdir={workdir}',
+        *flags,
+    ]
+
+
 def read_final_checkpoint(workdir: str):
     """(variables, opt_state, metadata, loop_state) of the latest checkpoint, on the host."""
     import orbax.checkpoint as ocp

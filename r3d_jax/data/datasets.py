@@ -203,6 +203,7 @@ def build_dataset(
         _check_built_contents(directory, digest)
         console.note(f'{directory} is already built.')
         return directory
+    console.phase(f'Building the {layout.title} frames dataset {directory}')
     build_record = {
         'dataset': layout.name,
         'sources': dict(sources),
@@ -231,7 +232,7 @@ def build_dataset(
     for leftover in interrupted_builds(directory):
         console.note(f'Removing {leftover}, left by an interrupted build.')
         shutil.rmtree(leftover)
-    console.phase(f'Writing {directory}' + (f' with Beam ({beam_runner})' if beam_runner else ''))
+    console.note('Writing the dataset' + (f' with Beam ({beam_runner})' if beam_runner else ''))
     download_config = tfds.download.DownloadConfig(
         try_download_gcs=False,
         download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
@@ -261,8 +262,7 @@ def _decode_into_cache(
     build_cache.remove_stale_files(cache, chunks)
     num_workers = workers or os.cpu_count() or 1
     plural = 'es' if num_workers > 1 else ''
-    title = layouts.get(data.dataset).title
-    console.phase(f'Decoding {title} videos with {num_workers} worker process{plural}')
+    console.note(f'Decoding the videos with {num_workers} worker process{plural}')
     build_cache.fill(chunks, decoding, num_workers)
     outcomes = [
         outcome

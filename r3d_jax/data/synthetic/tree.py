@@ -226,6 +226,7 @@ def write_tree(
     try:
         if plan.videos:
             num_workers = min(workers or os.cpu_count() or 1, len(plan.videos))
+            console.phase(f'Generating {len(plan.videos)} synthetic {dataset} videos into {output_dir}')
             with (
                 worker_pool(num_workers) as pool,
                 console.progress(
