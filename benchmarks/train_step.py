@@ -64,7 +64,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from configs import r18_ucf101  # noqa: E402
-from r3d_jax.models.resnet3d import MAX_POOL_GRADIENTS, STEM_CONVS  # noqa: E402
+from r3d_jax.models.layers import MAX_POOL_GRADIENTS, STEM_CONVS  # noqa: E402
 
 RECIPE = 'configs/r18_ucf101.py'
 # Split 1's training videos: the learning-rate schedule's steps per epoch, as in training.
