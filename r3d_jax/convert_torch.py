@@ -412,7 +412,7 @@ def main(argv: list[str]) -> None:
         if values.config is None:
             sys.exit('error: --config is required to import a PyTorch checkpoint.')
         report = import_checkpoint(values.config, values.checkpoint, values.output)
-    except (checkpoints.CheckpointError, defaults.ConfigError) as error:
+    except (checkpoints.CheckpointError, defaults.ConfigError, OSError) as error:
         sys.exit(f'error: {error}')
     print(
         f'Wrote {values.output}: {report.converted_tensors} tensors of a {report.model} from '

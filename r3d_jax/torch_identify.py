@@ -97,9 +97,10 @@ def _residual_structure(shapes: Shapes) -> tuple[str, tuple[int, ...]]:
 
 def _torchvision(shapes: Shapes) -> Identified:
     kind, blocks = _residual_structure(shapes)
+    layer2_conv = shapes.get('layer2.0.conv1.0.weight')
     if 'stem.3.weight' in shapes:
         arch = 'r2plus1d'
-    elif shapes.get('layer2.0.conv1.0.weight', (0, 0, 3))[2:3] == (1,):
+    elif layer2_conv is not None and len(layer2_conv) == 5 and layer2_conv[2] == 1:
         arch = 'mc3'  # Its stages 2-4 convolve 1x3x3.
     else:
         arch = 'r3d'

@@ -271,6 +271,20 @@ def test_a_checkpoint_of_another_family_or_depth_names_what_it_holds(
         assert 'widen_factor 1' in message and 'config.model.widen_factor=1' in message
 
 
+@pytest.mark.parametrize(
+    'arch, depth, head, std', [('densenet', 121, 'classifier', None), ('r2plus1d', 18, 'fc', 0.01)]
+)
+def test_every_family_keeps_its_backbone_and_gets_a_fresh_head_of_its_own(arch, depth, head, std):
+    state_dict = state_dict_of(arch, depth)  # 400 classes.
+    variables, report = torch_to_flax_variables(state_dict, make_config(depth, arch=arch))
+    assert report.head_reinitialised and report.checkpoint_num_classes == 400
+    kernel = np.asarray(variables['params'][head]['kernel'])
+    assert kernel.shape == (state_dict[f'{head}.weight'].shape[1], 5)
+    if std:  # torchvision's init; the reference's is PyTorch's nn.Linear default.
+        np.testing.assert_allclose(kernel.std(), std, rtol=0.2)
+        np.testing.assert_array_equal(variables['params'][head]['bias'], 0.0)
+
+
 def test_a_resnext_with_another_cardinality_says_which():
     state_dict = state_dict_of('resnext', 50, cardinality=16)
     with pytest.raises(TorchConversionError, match=r'set config\.model\.cardinality=16'):

@@ -34,10 +34,12 @@ from r3d_jax.models import (
 __all__ = [
     'ARCHITECTURES',
     'Architecture',
+    'architecture',
     'create_model',
     'expected_variables',
     'init_variables',
     'upgrade_model_config',
+    'valid_models',
 ]
 
 _RESIDUAL_FIELDS = ('depth', 'shortcut', 'shortcut_a_stop_gradient')
@@ -153,7 +155,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         _torchvision('r2plus1d'),
     )
 }
-# The config fields every family reads, and where they come from.
+# The config.model fields every family reads.
 _SHARED_FIELDS = ('num_classes', 'stem_conv', 'bn_momentum', 'bn_epsilon', 'bn_fast_variance')
 
 

@@ -294,6 +294,8 @@ def classifier_head(
 ) -> nn.Dense:
     """The classifier (float32 parameters, `dtype` computation), initialised as `init` says
     (one of HEAD_INITS)."""
+    if init not in HEAD_INITS:
+        raise ValueError(f'Classifier init {init!r} is not one of {HEAD_INITS}.')
     if init == 'pytorch_linear':
         bound = 1.0 / np.sqrt(in_features)
         kernel_init, bias_init = _symmetric_uniform(bound), _symmetric_uniform(bound)
