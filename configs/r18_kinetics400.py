@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.depth = 18
     config.model.num_classes = 400
     config.model.shortcut = 'A'
-    config.model.stem = 'reference'
+    config.model.arch = 'resnet'
     config.model.dtype = 'bfloat16'
     config.model.sync_batch_norm = True
 

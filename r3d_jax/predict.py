@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from r3d_jax import checkpoints, evaluation
 from r3d_jax.data import input_pipeline, video_decoding
-from r3d_jax.models import create_model
+from r3d_jax.models import create_model, expected_variables, upgrade_model_config
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def classifier_config(metadata: dict[str, Any], source: str) -> ml_collections.C
         frame_short_side = DEFAULT_FRAME_SHORT_SIDE
     return ml_collections.ConfigDict(
         {
-            'model': metadata['model'],
+            'model': upgrade_model_config(metadata['model']),
             'input': metadata['input'],
             'data': {
                 'frame_short_side': int(frame_short_side),
@@ -109,9 +109,9 @@ def load_classifier(directory: str) -> Classifier:
         raise checkpoints.CheckpointError(
             f'{source} metadata does not describe a model this version can build: {error}'
         ) from error
-    evaluation.check_variables_fit(
+    checkpoints.check_variables_fit(
         variables,
-        evaluation.expected_variables(model, evaluation.clip_shape(config)),
+        expected_variables(model, evaluation.clip_shape(config)),
         source,
     )
     num_classes = config.model.num_classes

@@ -33,7 +33,13 @@ from jax.experimental import multihost_utils
 from r3d_jax import backends, checkpoints, console, defaults, evaluation, optimizers, reports
 from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import datasets, input_pipeline
-from r3d_jax.models import create_model, init_variables
+from r3d_jax.models import (
+    architecture,
+    create_model,
+    expected_variables,
+    init_variables,
+    upgrade_model_config,
+)
 from r3d_jax.step_metrics import (
     StepMetrics,
     Throughput,
@@ -88,7 +94,7 @@ def initial_variables(
     clip_shape = evaluation.clip_shape(config)
     if not config.init_from:
         return jax.device_get(init_variables(model, rng, clip_shape))
-    expected = evaluation.expected_variables(model, clip_shape)
+    expected = expected_variables(model, clip_shape)
     skip = set(config.init_from_skip)
     modules = set(expected['params']) | set(expected['batch_stats'])
     if skip - modules:
@@ -106,7 +112,7 @@ def initial_variables(
     source = f'config.init_from checkpoint {config.init_from}'
     loaded, metadata = checkpoints.load_variables(config.init_from)
     variables = without_skipped(loaded)
-    evaluation.check_variables_fit(variables, without_skipped(expected), source)
+    checkpoints.check_variables_fit(variables, without_skipped(expected), source)
     _warn_on_other_normalisation(config, metadata, source)
     if skip:
         fresh = jax.device_get(init_variables(model, rng, clip_shape))
@@ -202,9 +208,11 @@ def _check_resumable(
             'steps_per_epoch': steps_per_epoch,
             'batch_size': config.batch_size,
         }
+        # Checkpoints of earlier versions describe their model in the schema of their day.
+        found = {**metadata, 'model': upgrade_model_config(metadata.get('model') or {})}
         for key, value in wanted.items():
             # JSON turns tuples into lists; compare both through that round trip.
-            if _json_like(metadata.get(key)) != _json_like(value):
+            if _json_like(found.get(key)) != _json_like(value):
                 raise checkpoints.CheckpointError(
                     f'The checkpoints in {directory} come from another run: their {key} is '
                     f'{metadata.get(key)} but the config gives {value}. Resume with the same '
@@ -306,7 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     steps_per_epoch = input_pipeline.steps_per_epoch(config, num_train_examples)
     total_steps = config.num_epochs * steps_per_epoch
     console.phase(
-        f'Training ResNet-{config.model.depth}: {num_train_examples} videos, '
+        f'Training {architecture(config.model).name(config.model.depth)}: '
+        f'{num_train_examples} videos, '
         f'{steps_per_epoch} steps of {config.batch_size} clips per epoch, '
         f'{config.num_epochs} epochs'
     )
