@@ -1,4 +1,4 @@
-"""Worker pools whose processes end with their parent, even when it is killed with SIGKILL."""
+"""Worker pools and commands whose processes end with their parent, even one killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 import time
+
+from r3d_jax import processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,6 +58,65 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
         while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(pid) for pid in workers)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_a_command_runs_with_its_output_and_exit_code():
+    result = processes.run_command(
+        [sys.executable, '-c', 'import sys; print("out"); sys.exit(3)'], timeout=30
+    )
+    assert result.returncode == 3 and result.output.strip() == 'out'
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path):
+    pid_file = tmp_path / 'child.pid'
+    script = (
+        'import subprocess, sys, time; '
+        'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]); '
+        f'open({str(pid_file)!r}, "w").write(str(child.pid)); time.sleep(600)'
+    )
+    start = time.monotonic()
+    result = processes.run_command([sys.executable, '-c', script], timeout=3)
+    assert result.returncode is None and time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def test_a_command_ends_when_the_process_that_ran_it_is_killed(tmp_path):
+    pid_file = tmp_path / 'command.pid'
+    runner = textwrap.dedent(
+        """
+        import sys
+        from r3d_jax import processes
+        command = (
+            'import os, sys, time; open(sys.argv[1], "w").write(str(os.getpid())); '
+            'time.sleep(600)'
+        )
+        processes.run_command([sys.executable, '-c', command, sys.argv[1]], timeout=600)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, '-c', runner, str(pid_file)],
+        cwd=REPO,
+        env={**os.environ, 'PYTHONPATH': REPO},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        command = int(pid_file.read_text())
+        assert _alive(command)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(command) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(command)
     finally:
         if parent.poll() is None:
             parent.kill()
