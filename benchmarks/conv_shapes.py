@@ -136,8 +136,10 @@ def conv_layers(config: Any, batch_size: int) -> list[ConvLayer]:
     def record(next_fun: Any, args: Any, kwargs: Any, context: Any) -> Any:
         output = next_fun(*args, **kwargs)
         module = context.module
+        if context.method_name != '__call__':  # E.g. field checks, on unbound modules.
+            return output
         kernel = module.variables.get('params', {}).get('kernel')
-        if context.method_name != '__call__' or kernel is None or kernel.ndim != 5:
+        if kernel is None or kernel.ndim != 5:
             return output
         x = args[0]
         stem = hasattr(module, 'temporal_stride')
@@ -149,6 +151,8 @@ def conv_layers(config: Any, batch_size: int) -> list[ConvLayer]:
             padding = module.padding
             if isinstance(padding, str):
                 padding = lax.padtype_to_pads(x.shape[1:4], kernel.shape[:3], strides, padding)
+            elif all(isinstance(p, int) for p in padding):  # Symmetric, per axis.
+                padding = tuple((p, p) for p in padding)
         layers.append(ConvLayer(
             path=tuple(module.path),
             input_shape=tuple(x.shape),
@@ -156,7 +160,7 @@ def conv_layers(config: Any, batch_size: int) -> list[ConvLayer]:
             output_shape=tuple(output.shape),
             strides=tuple(strides),
             padding=tuple(tuple(int(p) for p in pair) for pair in padding),
-            groups=int(getattr(module, 'feature_group_count', 1)),
+            groups=int(getattr(module, 'groups', getattr(module, 'feature_group_count', 1))),
             stem=stem,
         ))
         return output

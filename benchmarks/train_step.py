@@ -64,7 +64,7 @@ from r3d_jax.benchmarking import (  # noqa: E402
     versions,
     write_json_atomically,
 )
-from r3d_jax.models.resnet3d import MAX_POOL_GRADIENTS, STEM_CONVS  # noqa: E402
+from r3d_jax.models.layers import MAX_POOL_GRADIENTS  # noqa: E402
 
 RECIPE = 'configs/r18_ucf101.py'
 # Split 1's training videos: the learning-rate schedule's steps per epoch, as in training.
@@ -514,7 +514,7 @@ def alternative(field: str, choices: tuple[Any, ...]) -> tuple[str, dict[str, An
 # The recipe first (the figure that matters if a run is cut short), then one option changed.
 JAX_TRAIN_VARIANTS = (
     ('recipe', {}),
-    alternative('stem_conv', STEM_CONVS),
+    alternative('stem_conv', ('direct', 'space_to_depth')),
     alternative('max_pool_gradient', MAX_POOL_GRADIENTS),
     alternative('bn_fast_variance', (False, True)),
 )
@@ -641,8 +641,10 @@ def forward_macs_per_clip(model: Any, clip_length: int, crop_size: int) -> int:
 
     def count(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
         output = next_fun(*args, **kwargs)
+        if context.method_name != '__call__':  # E.g. field checks, on unbound modules.
+            return output
         params = context.module.variables.get('params', {})
-        if context.method_name == '__call__' and 'kernel' in params:
+        if 'kernel' in params:
             kernel_shape = params['kernel'].shape
             layer_macs.append(math.prod(output.shape[1:]) * math.prod(kernel_shape[:-1]))
         return output

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from r3d_jax import checkpoints
-from r3d_jax.models.resnet3d import ARCHITECTURES, classifier_head, create_model
+from r3d_jax.models import create_model
+from r3d_jax.models.layers import classifier_head
+from r3d_jax.models.resnet import ARCHITECTURES
 
 logger = logging.getLogger(__name__)
 

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from jax import lax
 
-from r3d_jax.models import conv_formulations
+from r3d_jax import defaults
+from r3d_jax.models import create_model, init_variables
 from r3d_jax.models.conv_formulations import (
     CHANNELS_LAST_3D,
     CONV_FORMULATIONS,
     STEM_CONV_FORMULATIONS,
     folded_taps_2d,
+    stem_conv_direct,
     temporal_taps_2d,
 )
-from r3d_jax.models.resnet3d import stem_conv_direct, stem_conv_space_to_depth
 
 REFORMULATIONS = {name: f for name, f in CONV_FORMULATIONS.items() if name != 'native'}
 FLOAT32_TOLERANCE = 2e-6  # Of the largest magnitude: only the order of summation differs.
@@ -182,15 +183,6 @@ def test_stem_conv_variants_in_float64_agree_to_1e_12(stem_conv):
         assert_equal_to_rounding(actual, expected, FLOAT64_TOLERANCE)
 
 
-def test_stem_variants_match_the_models_own_stem_convs():
-    x, kernel = random_array((1, 5, 9, 11, 3), 0), random_array((7, 7, 7, 3, 8), 1)
-    for ours, models in (
-        (conv_formulations.stem_conv_direct, stem_conv_direct),
-        (conv_formulations.stem_conv_space_to_depth, stem_conv_space_to_depth),
-    ):
-        np.testing.assert_array_equal(ours(x, kernel, 1), models(x, kernel, 1))
-
-
 def test_padded_stem_variants_feed_convs_channel_multiples_of_8():
     x, kernel = random_array((1, 4, 8, 8, 3), 0), random_array((7, 7, 7, 3, 8), 1)
     for name in ('space_to_depth_padded', 'space_to_depth_temporal_taps', 'space_to_depth_folded'):
@@ -202,3 +194,83 @@ def test_padded_stem_variants_feed_convs_channel_multiples_of_8():
             if equation.primitive.name == 'conv_general_dilated'
         ]
         assert channels and all(c % 8 == 0 for c in channels), (name, channels)
+
+
+def model_config(dtype, **model_fields):
+    config = defaults.get_config()
+    config.model.update(depth=10, shortcut='B', num_classes=3, dtype=dtype, **model_fields)
+    return config
+
+
+MODEL_CLIPS = (2, 3, 11, 9, 3)
+
+
+@functools.cache
+def model_variables():
+    return init_variables(create_model(model_config('float32')), jax.random.key(0), MODEL_CLIPS)
+
+
+def model_logits_and_gradients(config, train, dtype):
+    """Logits and the parameters' gradients of the cross-entropy of fixed clips."""
+    model = create_model(config)
+    variables = jax.tree.map(lambda v: jnp.asarray(v, dtype), model_variables())
+    clips = jnp.asarray(np.random.default_rng(0).integers(0, 256, MODEL_CLIPS), jnp.uint8)
+    labels = jnp.asarray([0, 2])
+
+    @jax.jit
+    def run(params):
+        def loss(params):
+            logits, _ = model.apply(
+                {'params': params, 'batch_stats': variables['batch_stats']}, clips, train=train,
+                mutable=['batch_stats'],
+            )
+            log_probabilities = jax.nn.log_softmax(logits)
+            return -jnp.take_along_axis(log_probabilities, labels[:, None], 1).mean(), logits
+
+        return jax.grad(loss, has_aux=True)(params)
+
+    gradients, logits = run(variables['params'])
+    return [logits, *jax.tree.leaves(gradients)]
+
+
+# Between them, each formulation in every stage and the stem's 2D variants (padded to 16
+# channels, as 'space_to_depth_padded' is), with shortcut B's 1x1x1 convs: one is checked in
+# float32, the other in float64 (each model compiles for long on a CPU).
+MODEL_CHOICES = [
+    dict(
+        stem_conv='space_to_depth_temporal_taps',
+        conv_formulation=('temporal_taps_2d', 'folded_taps_2d') * 2,
+    ),
+    dict(
+        stem_conv='space_to_depth_folded',
+        conv_formulation=('folded_taps_2d', 'temporal_taps_2d') * 2,
+    ),
+]
+
+
+def test_the_model_gives_equal_logits_and_gradients_with_every_formulation():
+    # Evaluation mode: training mode's BatchNorm over a tiny batch divides by deviations that
+    # amplify the order-of-summation differences (checked in float64 below).
+    expected = model_logits_and_gradients(model_config('float32'), False, jnp.float32)
+    choices = MODEL_CHOICES[0]
+    actual = model_logits_and_gradients(model_config('float32', **choices), False, jnp.float32)
+    assert_equal_to_rounding(actual, expected, 5 * FLOAT32_TOLERANCE)
+
+
+def test_the_model_in_float64_training_mode_agrees_to_1e_10_with_every_formulation():
+    with jax.enable_x64(True):
+        expected = model_logits_and_gradients(model_config('float64'), True, jnp.float64)
+        choices = MODEL_CHOICES[1]
+        actual = model_logits_and_gradients(model_config('float64', **choices), True, jnp.float64)
+        assert_equal_to_rounding(actual, expected, 1e-10)
+
+
+@pytest.mark.parametrize(
+    'field, value',
+    [('conv_formulation', ('native', 'native', 'native')),
+     ('conv_formulation', ('native', 'native', 'native', 'fft')),
+     ('stem_conv', 'space_to_depth_16')],
+)
+def test_unknown_formulations_are_config_errors_naming_the_field(field, value):
+    with pytest.raises(defaults.ConfigError, match=f'config.model.{field}'):
+        create_model(model_config('float32', **{field: value}))

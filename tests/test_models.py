@@ -9,13 +9,9 @@ import pytest
 
 from r3d_jax import defaults
 from r3d_jax.models import create_model, init_variables
-from r3d_jax.models.resnet3d import (
-    ARCHITECTURES,
-    ResNet3D,
-    Shortcut,
-    stem_conv_direct,
-    stem_conv_space_to_depth,
-)
+from r3d_jax.models.conv_formulations import stem_conv_direct, stem_conv_space_to_depth
+from r3d_jax.models.layers import Shortcut
+from r3d_jax.models.resnet import ARCHITECTURES, ResNet3D
 
 SMALL_CLIP = (1, 8, 32, 32, 3)
 
@@ -168,7 +164,7 @@ def test_shortcut_b_has_downsample_parameters_and_shortcut_a_has_none():
 
 @pytest.mark.parametrize('stop_gradient', [True, False])
 def test_shortcut_a_subsamples_zero_pads_and_optionally_stops_gradients(stop_gradient):
-    shortcut = Shortcut(6, 2, 'A', stop_gradient, conv=None, norm=None)
+    shortcut = Shortcut(6, (2, 2, 2), 'A', stop_gradient, convs=None, norm=None)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 5, 4, 4)), jnp.float32)
     y = shortcut.apply({}, x)
     np.testing.assert_array_equal(y[..., :4], x[:, ::2, ::2, ::2, :])
