@@ -328,8 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--shortcut', choices=('', 'A', 'B'), default='',
                         help="'': that of configs/r18_ucf101.py.")
     parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='bfloat16')
-    parser.add_argument('--warmup_steps', type=int, default=3, help='Untimed; the first compiles.')
-    parser.add_argument('--timed_steps', type=int, default=20)
+    parser.add_argument('--warmup_steps', type=int, default=2, help='Untimed; the first compiles.')
+    parser.add_argument('--timed_steps', type=int, default=10)
     parser.add_argument('--time_budget', type=float, default=0,
                         help='Seconds after which no further conv is started; 0: no limit.')
     parser.add_argument('--output', default='workdirs/benchmarks/conv_shapes.json')
@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         print(format_entry(entry), flush=True)
     report['complete'] = True
     report['seconds'] = time.perf_counter() - start
+    report['tensorflow_imported'] = 'tensorflow' in sys.modules
     write_json_atomically(args.output, report)
     print(f'Best: {report["choices"]}; as config.model overrides: {report["best_overrides"]}'
           + (f'; not selectable here: {report["not_selectable"]}' if report['not_selectable']

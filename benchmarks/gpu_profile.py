@@ -62,11 +62,18 @@ TORCH_TRAIN_MODES = (
     'torch_train_fp32', 'torch_train_bf16_channels_last', 'torch_train_bf16_channels_last_compile'
 )
 RESNET50 = ('--depth=50', '--shortcut=B')
+# --tiny checks the parts' machinery on a CPU: every step is timed once, one XLA flag set is
+# tried, no evaluation pass is timed, and these parts, the ResNet-18 parts' commands with other
+# flags, are left out.
+TINY_STEPS = ('--warmup_steps=1', '--timed_steps=1')
+TINY_LEFT_OUT = ('resnet50', 'best_resnet50', 'torch_resnet50', 'torch_resnet18_fp32')
 # The kernel table's source: the recipe's training step as `train_step.py` names it.
 PROFILED = 'jax_train_recipe'
 OUTPUT_TAIL_CHARS = 4000
-# A part may run this many times its estimate, within what is left of the budget.
+# A part may run this many times its estimate, within what is left of the budget; with --tiny,
+# on a CPU that others may share, this long.
 TIMEOUT_FACTOR = 3
+TINY_TIMEOUT_SECONDS = 900
 SUMMARY_CATEGORIES = 20
 
 
@@ -107,7 +114,7 @@ def train_step_part(
         return [
             sys.executable, TRAIN_STEP, f'--only={only}',
             f'--output={os.path.join(args.output_dir, f"{name}.json")}',
-            *(['--tiny'] if args.tiny else []), *flags, *overrides,
+            *(['--tiny', *TINY_STEPS] if args.tiny else []), *flags, *overrides,
         ]
 
     return Part(name, estimate_seconds, command, f'{name}.json', environment)
@@ -141,25 +148,27 @@ def parts(args: argparse.Namespace) -> list[Part]:
     """The run's parts, most telling first; estimates from the H200 run of train_step.py."""
     profile = (f'--profile_dir={os.path.join(args.output_dir, "profile")}',
                f'--profile_steps={args.profile_steps}')
+    candidates = args.xla_flag_candidates[:1] if args.tiny else args.xla_flag_candidates
+    jax_step = PROFILED if args.tiny else f'{PROFILED},jax_eval'
     xla_flags = [
         train_step_part(
             f'xla_flags_{index}', 40, PROFILED,
             environment=(('XLA_FLAGS', ' '.join(filter(None, (os.environ.get('XLA_FLAGS'),
                                                                 flags)))),),
         )
-        for index, flags in enumerate(args.xla_flag_candidates, start=1)
+        for index, flags in enumerate(candidates, start=1)
     ]
     return [
         own_part('jax_environment', 15),
         own_part('torch_cudnn', 25),
-        train_step_part('recipe_profile', 70, f'{PROFILED},jax_eval', *profile),
+        train_step_part('recipe_profile', 70, jax_step, *profile),
         own_part('kernel_table', 20),
         conv_shapes_part(150),
-        train_step_part('best_resnet18', 55, f'{PROFILED},jax_eval', best=True),
+        train_step_part('best_resnet18', 55, jax_step, best=True),
         *xla_flags,
         train_step_part('torch_resnet18', 95, TORCH_BF16),
-        train_step_part('resnet50', 75, f'{PROFILED},jax_eval', *RESNET50),
-        train_step_part('best_resnet50', 75, f'{PROFILED},jax_eval', *RESNET50, best=True),
+        train_step_part('resnet50', 75, jax_step, *RESNET50),
+        train_step_part('best_resnet50', 75, jax_step, *RESNET50, best=True),
         train_step_part('torch_resnet50', 110, TORCH_BF16, *RESNET50),
         train_step_part('torch_resnet18_fp32', 40, 'torch_train_fp32'),
     ]
@@ -173,8 +182,11 @@ def jax_environment(args: argparse.Namespace) -> dict[str, Any]:
     """JAX's versions and devices, and the CUDA libraries' versions as JAX loaded them."""
     import jax
     import jaxlib
-    from jax._src.lib import cuda_versions  # None without JAX's CUDA plugin.
 
+    try:  # A private module: None without JAX's CUDA plugin, absent in other versions.
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        cuda_versions = None
     devices = jax.devices()
     libraries: dict[str, Any] = {}
     for name in sorted(dir(cuda_versions) if cuda_versions is not None else ()):
@@ -291,6 +303,8 @@ def run_part(
     part: Part, args: argparse.Namespace, report: dict[str, Any], remaining: float
 ) -> dict[str, Any]:
     """The part's record: status, time, command, output's tail and the JSON it wrote."""
+    if args.tiny and part.name in TINY_LEFT_OUT:
+        return {'status': 'skipped', 'reason': 'Left out by --tiny (TINY_LEFT_OUT).'}
     if part.estimate_seconds > remaining:
         return {
             'status': 'skipped',
@@ -307,6 +321,7 @@ def run_part(
     python_path = os.pathsep.join(filter(None, (REPO, os.environ.get('PYTHONPATH'))))
     env = {**os.environ, 'PYTHONPATH': python_path, **dict(part.environment)}
     timeout = min(remaining, TIMEOUT_FACTOR * part.estimate_seconds)
+    timeout = TINY_TIMEOUT_SECONDS if args.tiny else timeout
     run = processes.run_command(command, timeout=timeout, env=env, cwd=REPO)
     result = None
     if os.path.exists(result_path):
@@ -426,6 +441,8 @@ def format_summary(report: dict[str, Any]) -> str:
         f'eval {rate(measured(report, "best_resnet18", "jax_eval"))}.'
     )
     for index, flags in enumerate(report['settings']['xla_flag_candidates'], start=1):
+        if f'xla_flags_{index}' not in report['parts']:
+            continue
         result = measured(report, f'xla_flags_{index}', PROFILED)
         lines.append(f'XLA_FLAGS={flags}: {rate(result)} ({ratio(result, recipe)} the recipe).')
     mode = torch18.get('mode') if torch18 else None
@@ -463,12 +480,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--profile_steps', type=int, default=3, help='Steps traced.')
     parser.add_argument('--top_kernels', type=int, default=25)
-    parser.add_argument('--only_parts', default='', help='Comma-separated parts; default: all.')
+    parser.add_argument('--only_parts', default='',
+                        help='Comma-separated parts to run; default: all.')
     parser.add_argument('--resume', action='store_true',
-                        help='Keep the parts an earlier run with the same settings completed.')
+                        help='Keep the parts an earlier run with the same settings completed '
+                        '(all but those --only_parts names).')
     parser.add_argument('--tiny', action='store_true',
-                        help='A CPU check of every part at tiny sizes (train_step.py --tiny, '
-                        'conv_shapes.py --tiny), with no time budget.')
+                        help='A CPU check of the parts at tiny sizes (train_step.py --tiny, '
+                        'conv_shapes.py --tiny; see TINY_LEFT_OUT), with no time budget.')
     parser.add_argument('--part', choices=sorted(OWN_PARTS), help=argparse.SUPPRESS)
     parser.add_argument('--result', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -512,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     budget = float('inf') if args.tiny else 60 * args.budget_minutes
     start = time.monotonic()
     for part in parts(args):
-        if part.name in kept:
+        if part.name in kept and part.name not in selected:
             entry = kept[part.name]
         elif selected and part.name not in selected:
             continue

@@ -127,6 +127,9 @@ def _stack_frames(lines: Sequence[str]) -> dict[int, tuple[str, ...]]:
         key: {name: int(number) for name, number in _FIELD.findall(value)}
         for key, value in sections['StackFrames'].items()
     }
+    # jaxlib 0.10 prints each parent as its id + 1 (a root as 1, not 0): seen as no parent 0.
+    parents = [link.get('parent_frame_id', 0) for link in links.values()]
+    offset = 1 if parents and min(parents) >= 1 else 0
     frames = {}
     for frame in links:
         names: list[str] = []
@@ -135,7 +138,7 @@ def _stack_frames(lines: Sequence[str]) -> dict[int, tuple[str, ...]]:
             seen.add(current)
             file, function = locations.get(links[current].get('file_location_id', 0), ('', ''))
             names += [function, file]
-            current = links[current].get('parent_frame_id', 0)
+            current = links[current].get('parent_frame_id', 0) - offset
         frames[frame] = tuple(name for name in names if name)
     return frames
 
@@ -334,10 +337,19 @@ def trace_kernels(xplane_path: str) -> list[Kernel]:
     return device or host
 
 
-def _module_for(modules: dict[str, HloModule], name: str) -> HloModule | None:
+def _module_for(modules: dict[str, HloModule], name: str, matched: bool) -> HloModule | None:
+    """The module a kernel's `hlo_module` names; where no kernel names a known module (a
+    version that names modules otherwise), the only module there is."""
     if name in modules:
         return modules[name]
-    return next(iter(modules.values())) if len(modules) == 1 and not name else None
+    alone = len(modules) == 1 and (not name or not matched)
+    return next(iter(modules.values())) if alone else None
+
+
+def _kernel_names(module: HloModule) -> dict[str, str]:
+    """Instruction names by the names XLA gives their kernels (`loop_add_fusion.3` ->
+    `loop_add_fusion_3`): where a kernel lacks its `hlo_op` stat."""
+    return {re.sub(r'[.\-]', '_', name): name for name in module.ops}
 
 
 def kernel_table(
@@ -346,16 +358,20 @@ def kernel_table(
     """The `top` kernels by time with their share and part of the step, every part's total, and
     how busy the device was; times per step and device."""
     by_name = {module.name: module for module in modules}
+    renamed = {name: _kernel_names(module) for name, module in by_name.items()}
+    matched = any(kernel.hlo_module in by_name for kernel in kernels)
     devices = sorted({kernel.device for kernel in kernels})
     scale = 1e-6 / (steps * max(len(devices), 1))  # ns in all -> ms per step and device.
     total_ns = sum(kernel.duration_ns for kernel in kernels) or 1.0
     groups: dict[tuple[str, str, str], list[Kernel]] = collections.defaultdict(list)
     for kernel in kernels:
-        groups[(kernel.name, kernel.hlo_op, kernel.hlo_module)].append(kernel)
+        module = _module_for(by_name, kernel.hlo_module, matched)
+        hlo_op = kernel.hlo_op or (renamed[module.name].get(kernel.name, '') if module else '')
+        groups[(kernel.name, hlo_op, kernel.hlo_module)].append(kernel)
     rows, categories = [], collections.Counter()
     attributed_ns = 0.0
     for (name, hlo_op, hlo_module), members in groups.items():
-        module = _module_for(by_name, hlo_module)
+        module = _module_for(by_name, hlo_module, matched)
         category = classify(module, hlo_op, name)
         if module is None and hlo_module:
             category = f'outside the step ({hlo_module})'
@@ -387,6 +403,7 @@ def kernel_table(
         'span_ms_per_step': span_ms,
         'busy_share': kernel_ms / span_ms if span_ms else None,
         'attributed_share': attributed_ns / total_ns if kernels else None,
+        'module_names_matched': matched,
         'distinct_kernels': len(rows),
         'kernels': rows[:top],
         'categories': [
