@@ -38,7 +38,6 @@ _TABLE_ROW = re.compile(r'^(?P<id>\d+)\s+(?P<value>.*)$')
 _FIELD = re.compile(r'(\w+)=(\d+)')
 _HLO_OP_ANNOTATION = re.compile(r'hlo_op=(?P<op>[\w.\-]+)')
 _STAGE = re.compile(r'^layer(?P<stage>\d+)_\d+$')
-_WRAPPED = re.compile(r'^\w+\((?P<inner>.*)\)$')
 _CLASS_NAME = re.compile(r'^[A-Z]\w*$')
 TABLES = ('FileNames', 'FunctionNames', 'FileLocations', 'StackFrames')
 
@@ -195,20 +194,21 @@ def parse_hlo_module(hlo_text: str) -> HloModule:
 
 
 def _unwrap(segment: str) -> str:
-    """'transpose(jvp(ResNet3D))' -> 'ResNet3D'."""
-    while match := _WRAPPED.match(segment):
-        segment = match['inner']
-    return segment
+    """'transpose(jvp(ResNet3D))' -> 'ResNet3D'; '(psum:psum:transpose(jvp(ResNet3D))' (a
+    collective's combined name) likewise."""
+    return segment.rsplit('(', 1)[-1].strip(')')
 
 
 def model_place(op_name: str) -> tuple[str, str] | None:
     """(where, what) of an op of the model by its Flax module path, e.g. ('stage 2', 'conv');
-    None outside the model (no module class name in the path)."""
+    None outside the model (no module class name in the path). Method scopes such as
+    `ResNet3D.reference_stem` or `layer2_0.add_shortcut` are skipped."""
     segments = [_unwrap(segment) for segment in op_name.split('/')]
     root = next((i for i, s in enumerate(segments) if _CLASS_NAME.match(s)), None)
     if root is None:
         return None
-    path = segments[root + 1 : -1]
+    scopes = segments[root + 1 : -1]
+    path = [scope for scope in scopes if '.' not in scope]
     stages = [match['stage'] for match in map(_STAGE.match, path) if match]
     if stages:
         where = f'stage {stages[0]}'
@@ -216,7 +216,7 @@ def model_place(op_name: str) -> tuple[str, str] | None:
         where = 'stem'
     elif path and path[0] == 'fc':
         where = 'classifier'
-    elif path and path[0].endswith('.normalise'):
+    elif not path and any(scope.endswith('.normalise') for scope in scopes):
         return 'input', 'normalisation'
     else:
         where = 'model'

@@ -114,6 +114,24 @@ def test_every_instruction_is_placed_in_its_part_of_the_step(module, op_name, pa
 
 
 @pytest.mark.parametrize(
+    'op_name, place',
+    [
+        ('jit(f)/jvp(ResNet3D)/ResNet3D.reference_stem/conv1/conv_general_dilated',
+         ('stem', 'conv')),
+        ('jit(f)/shard_map/(psum:psum:transpose(jvp(ResNet3D))/ResNet3D.reference_stem/bn1/psum)',
+         ('stem', 'BatchNorm')),
+        ('jit(f)/jvp(ResNet3D)/layer3_1/layer3_1.add_shortcut/add', ('stage 3', 'elementwise')),
+        ('jit(f)/jvp(ResNet3D)/ResNet3D.classify/fc/dot_general', ('classifier', 'dense')),
+        ('jit(f)/jvp(ResNet3D)/ResNet3D.normalise/sub', ('input', 'normalisation')),
+        ('jit(f)/jvp(ResNet3D)/ResNet3D.reference_stem/select_n', ('model', 'elementwise')),
+        ('jit(f)/jit(clip)/max', None),
+    ],
+)
+def test_ops_are_placed_by_their_module_path(op_name, place):
+    assert profiling.model_place(op_name) == place
+
+
+@pytest.mark.parametrize(
     'kernel_name, part',
     [
         ('sm90_xmma_wgrad_implicit_gemm_bf16', 'conv wgrad (unattributed)'),
