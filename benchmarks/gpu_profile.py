@@ -401,16 +401,16 @@ def format_environment(report: dict[str, Any]) -> list[str]:
 
 def format_convs(report: dict[str, Any]) -> list[str]:
     conv_shapes = part_result(report, 'conv_shapes')
-    lines = [f'{"conv (count)":<48} {"native ms":>10} {"best ms":>9}  best formulation (TFLOP/s)']
+    lines = [f'{"conv (count)":<56} {"native ms":>10} {"best ms":>9}  best (TFLOP/s)']
     for entry in conv_shapes.get('layers', []):
         results = entry['formulations']
         best = results[entry['best']]
         native = results.get('native') or results.get('direct') or best
         speeds = '/'.join(f'{best[p]["tflops"]:.0f}' for p in ('forward', 'dgrad', 'wgrad')
                           if p in best)
-        label = f'{entry["label"][:42]} (x{entry["count"]})'
+        label = f'{entry["label"][:50]} (x{entry["count"]})'
         lines.append(
-            f'{label:<48} {native["total_ms"]:>10.3f} {best["total_ms"]:>9.3f}  '
+            f'{label:<56} {native["total_ms"]:>10.3f} {best["total_ms"]:>9.3f}  '
             f'{entry["best"]} ({speeds})'
         )
     lines.append(f'Choices: {conv_shapes.get("choices")}; as overrides: '
@@ -425,8 +425,11 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = ['=' * 100, *format_environment(report)]
     recipe = measured(report, 'recipe_profile', PROFILED)
     torch18 = fastest_torch(report, 'torch_resnet18', 'torch_resnet18_fp32')
+    settings = part_result(report, 'recipe_profile').get('settings', {})
     lines.append(
-        f'ResNet-18 recipe step: {rate(recipe)}; eval '
+        f'ResNet-{settings.get("depth", 18)} recipe step (batch {settings.get("batch_size")} of '
+        f'{settings.get("clip_length")}x{settings.get("crop_size")}x{settings.get("crop_size")}, '
+        f'{settings.get("dtype")}): {rate(recipe)}; eval '
         f'{rate(measured(report, "recipe_profile", "jax_eval"))}.'
     )
     table = part_result(report, 'kernel_table')
@@ -437,7 +440,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines += format_convs(report)
     best = measured(report, 'best_resnet18', PROFILED)
     lines.append(
-        f'ResNet-18 with the best choices: {rate(best)} ({ratio(best, recipe)} the recipe); '
+        f'The same with the best choices: {rate(best)} ({ratio(best, recipe)} the recipe); '
         f'eval {rate(measured(report, "best_resnet18", "jax_eval"))}.'
     )
     for index, flags in enumerate(report['settings']['xla_flag_candidates'], start=1):
@@ -447,7 +450,7 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append(f'XLA_FLAGS={flags}: {rate(result)} ({ratio(result, recipe)} the recipe).')
     mode = torch18.get('mode') if torch18 else None
     lines.append(
-        f'PyTorch ResNet-18 fastest ({mode}): {rate(torch18)}; the recipe is '
+        f'PyTorch fastest ({mode}): {rate(torch18)}; the recipe is '
         f'{ratio(recipe, torch18)} and the best choices {ratio(best, torch18)} of it (goal 2x).'
     )
     r50, r50_best = measured(report, 'resnet50', PROFILED), measured(report, 'best_resnet50',
@@ -483,8 +486,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--only_parts', default='',
                         help='Comma-separated parts to run; default: all.')
     parser.add_argument('--resume', action='store_true',
-                        help='Keep the parts an earlier run with the same settings completed '
-                        '(all but those --only_parts names).')
+                        help='Keep what an earlier run with the same settings recorded and run '
+                        'the parts it did not complete (or only those --only_parts names).')
     parser.add_argument('--tiny', action='store_true',
                         help='A CPU check of the parts at tiny sizes (train_step.py --tiny, '
                         'conv_shapes.py --tiny; see TINY_LEFT_OUT), with no time budget.')
@@ -511,14 +514,14 @@ def main(argv: list[str] | None = None) -> None:
         'xla_flag_candidates': args.xla_flag_candidates,
         'profile_steps': args.profile_steps,
     }
-    kept: dict[str, Any] = {}
+    earlier: dict[str, Any] = {}
     if args.resume and os.path.exists(output):
         with open(output) as file:
-            earlier = json.load(file)
-        if earlier.get('settings') != settings:
+            previous = json.load(file)
+        if previous.get('settings') != settings:
             raise SystemExit(f'--resume: {output} was written with the settings '
-                             f'{earlier.get("settings")}, not {settings}.')
-        kept = {name: p for name, p in earlier['parts'].items() if p['status'] == 'ok'}
+                             f'{previous.get("settings")}, not {settings}.')
+        earlier = previous['parts']
     report: dict[str, Any] = {
         'complete': False,
         'output': output,
@@ -531,12 +534,16 @@ def main(argv: list[str] | None = None) -> None:
     budget = float('inf') if args.tiny else 60 * args.budget_minutes
     start = time.monotonic()
     for part in parts(args):
-        if part.name in kept and part.name not in selected:
-            entry = kept[part.name]
-        elif selected and part.name not in selected:
-            continue
-        else:
+        before = earlier.get(part.name)
+        # --only_parts runs the parts it names; otherwise all but those that completed before.
+        completed = bool(before) and before['status'] == 'ok'
+        wanted = part.name in selected if selected else not completed
+        if wanted:
             entry = run_part(part, args, report, budget - (time.monotonic() - start))
+        elif before:
+            entry = before
+        else:
+            continue
         report['parts'][part.name] = entry
         write_json_atomically(output, report)
         why = entry.get('reason') or ''

@@ -24,6 +24,12 @@ at the end, as `train.py` runs them (it reads each step's metrics one step later
 the same number of steps each waited for on its own is recorded beside it (`waited_median_ms`),
 so the host's per-step dispatch cost shows as their difference.
 
+`--model_overrides` (a JSON object of `config.model` fields, e.g. the conv formulations that
+`benchmarks/conv_shapes.py` found best) applies to every JAX measurement; `--profile_dir` makes
+each JAX measurement trace `--profile_steps` more steps with `jax.profiler` into
+`<profile_dir>/<measurement>` (a TensorBoard log directory) beside its compiled HLO text, which
+`r3d_jax.profiling` turns into a kernel table (`benchmarks/gpu_profile.py` does both).
+
 Each measurement runs in its own process: a failure, a hang (`--measurement_timeout`) or an
 out-of-memory error loses only its own figures, peak device memory is that measurement's own,
 and JAX and PyTorch never share a GPU's memory. The JSON (`--output`) is rewritten after each

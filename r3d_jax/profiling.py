@@ -420,12 +420,12 @@ def format_kernel_table(table: dict[str, Any]) -> str:
         f'{table["span_ms_per_step"]:.3f} ms of trace ({table["steps"]} steps, '
         f'{len(table["devices"])} device(s)); '
         f'{100 * (table["attributed_share"] or 0):.1f} % of kernel time placed by HLO op.',
-        f'{"ms/step":>8} {"share":>6} {"calls":>5}  {"part of the step":<32} kernel (HLO op)',
+        f'{"ms/step":>8} {"share":>6} {"calls":>5}  {"part of the step":<36} kernel (HLO op)',
     ]
     for row in table['kernels']:
         lines.append(
             f'{row["ms_per_step"]:>8.3f} {100 * row["share"]:>5.1f}% '
-            f'{row["calls_per_step"]:>5.0f}  {row["category"]:<32} '
+            f'{row["calls_per_step"]:>5.0f}  {row["category"]:<36} '
             f'{row["kernel"][:90]} ({row["hlo_op"]})'
         )
     lines.append(f'{"ms/step":>8} {"share":>6}  part of the step')
