@@ -1,6 +1,6 @@
 r"""One GPU run that shows where the training step's time goes and measures what may cut it.
 
-    python benchmarks/gpu_profile.py --output_dir=workdirs/gpu_profile  # on a GPU: ~8.5 min
+    python benchmarks/gpu_profile.py --output_dir=workdirs/gpu_profile  # a GPU, --budget_minutes
     python benchmarks/gpu_profile.py --tiny --output_dir=/tmp/gpu_profile  # the CPU check
 
 It runs these parts in order, each in a process of its own with a time-out (`r3d_jax.processes.
@@ -120,14 +120,15 @@ def train_step_part(
     return Part(name, estimate_seconds, command, f'{name}.json', environment)
 
 
-def own_part(name: str, estimate_seconds: float, *flags: str) -> Part:
+def own_part(name: str, estimate_seconds: float) -> Part:
     """One of this script's own parts (`--part=name`), in a process of its own."""
 
     def command(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
         return [
             sys.executable, os.path.abspath(__file__), f'--part={name}',
             f'--output_dir={args.output_dir}', f'--profile_steps={args.profile_steps}',
-            f'--result={os.path.join(args.output_dir, f"{name}.json")}', *flags,
+            f'--top_kernels={args.top_kernels}',
+            f'--result={os.path.join(args.output_dir, f"{name}.json")}',
         ]
 
     return Part(name, estimate_seconds, command, f'{name}.json')

@@ -12,8 +12,9 @@ computed by 2D kernels:
 - `folded_taps_2d`: the same kt shifted frames concatenated along channels, through one 2D conv
   with kernel [kh, kw, kt * I, O]: no sum at all, at the cost of a kt-times larger input.
 
-Both take `lax.conv_general_dilated`'s arguments (channels-last NDHWC / DHWIO), so Flax's
-`nn.Conv(conv_general_dilated=...)` uses them with the same parameters; any strides, paddings
+Both take `lax.conv_general_dilated`'s arguments (channels-last NDHWC / DHWIO), so the models'
+`layers.Conv` (per stage, `config.model.conv_formulation`) and Flax's
+`nn.Conv(conv_general_dilated=...)` use them with the same parameters; any strides, paddings
 (explicit or 'SAME'/'VALID') and feature groups. Gradients are JAX's own through the slices,
 reshapes and 2D convs, so they are those of the same linear map. In float32 they agree with the
 native conv up to the order of summation, in float64 to ~1e-12; in bfloat16 each tap's result
