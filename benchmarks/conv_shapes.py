@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -74,8 +75,9 @@ class ConvLayer:
     def stage(self) -> int:
         """0 for the stem, else the stage (1 to 4) of the block it is in."""
         for part in self.path:
-            if part.startswith('layer'):
-                return int(part[len('layer'):].split('_')[0])
+            match = re.fullmatch(r'(?:layer|denseblock|transition)(\d+)(?:_\d+)?', part)
+            if match:
+                return int(match[1])
         return 0
 
     @property

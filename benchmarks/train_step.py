@@ -4,17 +4,18 @@ r"""Speed of the training step and the evaluation forward pass, against the PyTo
     python benchmarks/train_step.py --tiny  # a check on the CPU in well under a minute
 
 Defaults are the GPU measurement: ResNet-18 of `configs/r18_ucf101.py`, batch 128 of 16x112x112
-clips, 101 classes, bfloat16. On the same device(s), in one run, it times:
+clips, 101 classes, bfloat16; `--arch` (and `--depth`) measure another family of
+`r3d_jax.models`, e.g. `--arch=resnext --depth=101`. On the same device(s), in one run, it times:
 - the training step exactly as `train.py` runs it (`r3d_jax.steps.make_p_train_step`: pmap over
   the local devices, the recipe's optimiser and its state update, BatchNorm statistics, donated
   state), as the recipe configures it and with one `config.model` option changed at a time
   (`JAX_TRAIN_VARIANTS`: the direct stem conv, XLA's max-pool gradient, one-pass BatchNorm
   variance), which shows what each option is worth;
 - the evaluation forward pass of `eval.py` (`r3d_jax.steps.pmapped_eval_step`);
-- the PyTorch implementation of the same model (`tests/torch_resnet3d.py`: same depth, shortcut
-  and classes) trained with torch.optim.SGD of the same hyper-parameters, in fp32 eager (how the
-  reference runs), bf16 autocast + channels_last_3d, and the same + torch.compile; and its
-  evaluation forward pass in the fastest of those modes.
+- the PyTorch implementation of the same model (`r3d_jax/models/torch_layouts.py`: same
+  layout, depth, shortcut and classes) trained with torch.optim.SGD of the same
+  hyper-parameters, in fp32 eager (how the reference runs), bf16 autocast + channels_last_3d,
+  and the same + torch.compile; and its evaluation forward pass in the fastest of those modes.
 Inputs sit in device memory before timing starts, so no input pipeline is measured: for JAX
 uint8, as the input pipeline delivers it (training: multi-scale crops padded to the largest side,
 which the step resizes and flips on the device; evaluation: clips), normalised on the device;
@@ -50,7 +51,6 @@ import dataclasses
 import functools
 import importlib.util
 import json
-import math
 import os
 import sys
 import tempfile
@@ -70,6 +70,7 @@ from r3d_jax.benchmarking import (  # noqa: E402
     versions,
     write_json_atomically,
 )
+from r3d_jax.models import ARCHITECTURES  # noqa: E402
 from r3d_jax.models.layers import MAX_POOL_GRADIENTS  # noqa: E402
 
 RECIPE = 'configs/r18_ucf101.py'
@@ -85,7 +86,6 @@ TINY = {
     'clip_length': 8,
     'crop_size': 16,
     'frame_short_side': 18,
-    'depth': 10,
     'num_classes': 5,
     'warmup_steps': 2,
     'timed_steps': 2,
@@ -102,6 +102,7 @@ class Settings:
     clip_length: int
     crop_size: int
     frame_short_side: int  # Sets the training crops' sides, as the stored frames do.
+    arch: str
     depth: int
     num_classes: int
     shortcut: str
@@ -132,6 +133,7 @@ def benchmark_config(settings: Settings) -> Any:
     config.input.clip_length = settings.clip_length
     config.input.crop_size = settings.crop_size
     config.data.frame_short_side = settings.frame_short_side
+    config.model.arch = settings.arch
     config.model.depth = settings.depth
     config.model.num_classes = settings.num_classes
     config.model.shortcut = settings.shortcut
@@ -349,7 +351,7 @@ def measure_jax_eval(settings: Settings) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# PyTorch: the same model in tests/torch_resnet3d.py.
+# PyTorch: the same model in r3d_jax/models/torch_layouts.py.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,7 +380,7 @@ def torch_setup(settings: Settings, mode_name: str) -> tuple[Any, Any, Any, Any,
     import numpy as np
     import torch
 
-    from tests.torch_resnet3d import from_config
+    from r3d_jax.models.torch_layouts import from_config
 
     mode = TORCH_MODES[mode_name]
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -630,37 +632,6 @@ def worker_environment(tiny: bool) -> dict[str, str]:
 # Work counts and the device's peak.
 
 
-def forward_macs_per_clip(model: Any, clip_length: int, crop_size: int) -> int:
-    """Multiply-adds of one clip's forward pass, counted from the model's layer shapes.
-
-    Every layer that owns a `kernel` [..., in, out] (the convolutions, the stem conv and the
-    classifier) does, for each of its output values, one multiply-add per kernel entry that
-    feeds it: prod(output shape) * prod(kernel shape[:-1]). The stem counts its stored 7x7
-    kernel, not the zero-padded kernel of its space-to-depth form. Padding is counted as work,
-    as is usual; BatchNorm, pooling and additions are not.
-    """
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-
-    layer_macs = []
-
-    def count(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        output = next_fun(*args, **kwargs)
-        if context.method_name != '__call__':  # E.g. field checks, on unbound modules.
-            return output
-        params = context.module.variables.get('params', {})
-        if 'kernel' in params:
-            kernel_shape = params['kernel'].shape
-            layer_macs.append(math.prod(output.shape[1:]) * math.prod(kernel_shape[:-1]))
-        return output
-
-    clip = jax.ShapeDtypeStruct((1, clip_length, crop_size, crop_size, 3), jnp.uint8)
-    with nn.intercept_methods(count):
-        jax.eval_shape(lambda clips: model.init(jax.random.key(0), clips, train=False), clip)
-    return sum(layer_macs)
-
-
 def count_flops(settings: Settings) -> dict[str, Any]:
     """The benchmarked model's work per clip, and the check of the counter on ResNet-18."""
     import jax
@@ -668,11 +639,13 @@ def count_flops(settings: Settings) -> dict[str, Any]:
     # Counting needs no accelerator; this process must leave the devices to the measurements.
     jax.config.update('jax_platforms', 'cpu')
     from r3d_jax.models import create_model
+    from r3d_jax.models.flops import forward_macs_per_clip
 
     model = create_model(benchmark_config(settings))
     forward_macs = forward_macs_per_clip(model, settings.clip_length, settings.crop_size)
     reference = benchmark_config(settings)
-    reference.model.depth, reference.model.shortcut, reference.model.num_classes = 18, 'B', 101
+    reference.model.arch, reference.model.depth = 'resnet', 18
+    reference.model.shortcut, reference.model.num_classes = 'B', 101
     resnet18_macs = forward_macs_per_clip(create_model(reference), 16, 112)
     return {
         'forward_macs_per_clip': forward_macs,
@@ -744,7 +717,8 @@ LABEL_WIDTH = 50
 
 def format_header(settings: dict[str, Any]) -> str:
     return '\n'.join((
-        f'ResNet-{settings["depth"]} (shortcut {settings["shortcut"]}, '
+        f'{ARCHITECTURES[settings["arch"]].name(settings["depth"])} '
+        f'(shortcut {settings["shortcut"]}, '
         f'{settings["num_classes"]} classes), batch {settings["batch_size"]} of '
         f'{settings["clip_length"]}x{settings["crop_size"]}x{settings["crop_size"]} clips, '
         f'JAX in {settings["dtype"]}; {settings["warmup_steps"]} warm-up + '
@@ -831,9 +805,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--frame_short_side', type=int, default=r18_ucf101.get_config().data.frame_short_side,
         help='Short side of the stored frames, which sets the training crops\' sides.',
     )
-    parser.add_argument('--depth', type=int, default=18)
+    parser.add_argument(
+        '--arch', choices=tuple(ARCHITECTURES), default=r18_ucf101.get_config().model.arch
+    )
+    parser.add_argument(
+        '--depth', type=int,
+        help=f'Default: that of {RECIPE} where the arch has it, else the arch\'s smallest.',
+    )
     parser.add_argument('--num_classes', type=int, default=101)
-    parser.add_argument('--shortcut', choices=('A', 'B'), help=f'Default: that of {RECIPE}.')
+    parser.add_argument(
+        '--shortcut', choices=('A', 'B'),
+        help=f"Default: that of {RECIPE} for its arch, else 'B' (the released models').",
+    )
     parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='bfloat16')
     parser.add_argument('--warmup_steps', type=int, default=5, help='Untimed; the first compiles.')
     parser.add_argument('--timed_steps', type=int, default=20)
@@ -870,13 +853,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--tiny', action='store_true',
         help='A quick CPU check: ' + ', '.join(f'{k}={v}' for k, v in TINY.items())
-        + f', {TINY_CPU_DEVICES} CPU devices; explicit flags still win.',
+        + f", the arch's smallest depth (and clip, if larger), {TINY_CPU_DEVICES} CPU devices; "
+        'explicit flags still win.',
     )
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.tiny:
-        parser.set_defaults(**TINY)
+        parser.set_defaults(**tiny_defaults(args.arch))
         args = parser.parse_args(argv)
+    family = ARCHITECTURES[args.arch]
+    if args.depth is None:
+        recipe_depth = r18_ucf101.get_config().model.depth
+        args.depth = recipe_depth if recipe_depth in family.depths else family.depths[0]
+    if args.depth not in family.depths:
+        parser.error(f'--depth={args.depth} is not one of {family.depths} for --arch={args.arch}.')
     unknown = sorted(set(filter(None, args.only.split(','))) - set(MEASUREMENTS_BY_NAME))
     if unknown:
         parser.error(f'--only names unknown measurements {unknown}; known: '
@@ -899,6 +889,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def tiny_defaults(arch: str) -> dict[str, Any]:
+    """TINY, with the smallest depth of `arch` and at least the smallest clip it runs on."""
+    family = ARCHITECTURES[arch]
+    shortest, smallest = family.smallest_clip
+    crop_size = max(TINY['crop_size'], smallest)
+    return {
+        **TINY,
+        'clip_length': max(TINY['clip_length'], shortest),
+        'crop_size': crop_size,
+        'frame_short_side': crop_size + TINY['frame_short_side'] - TINY['crop_size'],
+        'depth': min(family.depths),
+    }
+
+
 def earlier_results(path: str, settings_record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The successful measurements that an earlier run with the same settings left at `path`."""
     if not os.path.exists(path):
@@ -917,15 +921,21 @@ def earlier_results(path: str, settings_record: dict[str, Any]) -> dict[str, dic
     }
 
 
+def default_shortcut(arch: str) -> str:
+    recipe = r18_ucf101.get_config().model
+    return recipe.shortcut if arch == recipe.arch else 'B'
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         batch_size=args.batch_size,
         clip_length=args.clip_length,
         crop_size=args.crop_size,
         frame_short_side=args.frame_short_side,
+        arch=args.arch,
         depth=args.depth,
         num_classes=args.num_classes,
-        shortcut=args.shortcut or r18_ucf101.get_config().model.shortcut,
+        shortcut=args.shortcut or default_shortcut(args.arch),
         dtype=args.dtype,
         warmup_steps=args.warmup_steps,
         timed_steps=args.timed_steps,

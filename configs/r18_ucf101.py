@@ -50,10 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Model: ResNet-18 with type-A shortcuts (zero-padded identity), as the paper uses for
     # ResNet-18 and -34 and as its released Kinetics ResNet-18 is built.
+    config.model.arch = 'resnet'
     config.model.depth = 18
     config.model.num_classes = 101
     config.model.shortcut = 'A'
-    config.model.stem = 'reference'
     config.model.dtype = 'bfloat16'
     config.model.sync_batch_norm = True
 

@@ -10,7 +10,7 @@ whole):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -61,6 +61,47 @@ def load_variables(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
             ),
         )
     return dict(restored[VARIABLES]), dict(restored[METADATA])
+
+
+def check_variables_fit(variables: Any, expected: Any, source: str) -> None:
+    """Raises `CheckpointError` naming the parameters that are missing, extra or misshapen."""
+    found = _shapes_by_path(variables)
+    wanted = _shapes_by_path(expected)
+    missing = sorted(wanted.keys() - found.keys())
+    if missing:
+        raise CheckpointError(
+            f"{source} lacks the model's parameters {_listed(missing)}; "
+            'it was written for another model.'
+        )
+    extra = sorted(found.keys() - wanted.keys())
+    if extra:
+        raise CheckpointError(
+            f'{source} holds parameters the model does not have: {_listed(extra)}; '
+            'it was written for another model.'
+        )
+    misshapen = [
+        f'parameter {path} has shape {found[path]} but the model expects {shape}'
+        for path, shape in sorted(wanted.items())
+        if found[path] != shape
+    ]
+    if misshapen:
+        raise CheckpointError(
+            f'{source}: {_listed(misshapen, "; ")}; the checkpoint was written for another model.'
+        )
+
+
+def _listed(items: Sequence[str], separator: str = ', ', shown: int = 5) -> str:
+    """The first `shown` items, and how many more there are."""
+    more = f' (and {len(items) - shown} more)' if len(items) > shown else ''
+    return separator.join(items[:shown]) + more
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {
+        jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
+        for path, leaf in leaves
+    }
 
 
 # ---------------------------------------------------------------------------------------------

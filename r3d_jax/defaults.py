@@ -70,17 +70,27 @@ def get_config() -> ml_collections.ConfigDict:
     config.input.eval_clips_per_video = 3
     config.input.eval_spatial_crops = 1  # 1: centre crop; 3: multi-view (left/centre/right).
 
-    # Model: the reference 3D ResNet layout.
+    # Model (r3d_jax/models/): the architecture, one of the reference code's 'resnet',
+    # 'preresnet' (pre-activation), 'wideresnet', 'resnext', 'densenet', or torchvision's
+    # video ResNets 'r3d', 'mc3', 'r2plus1d' (r3d_18, mc3_18, r2plus1d_18 at depth 18).
     config.model = ml_collections.ConfigDict()
-    config.model.depth = 18  # 10, 18, 34 (basic blocks); 50, 101, 152, 200 (bottleneck).
+    config.model.arch = 'resnet'
+    # resnet, r3d, mc3, r2plus1d: 10, 18, 34 (basic blocks), 50, 101, 152, 200 (bottlenecks);
+    # preresnet: 18 ... 200; wideresnet: 50; resnext: 50, 101, 152; densenet: 121, 169, 201, 264.
+    config.model.depth = 18
     config.model.num_classes = 101
-    config.model.shortcut = 'B'  # 'A': zero-padded identity; 'B': 1x1x1 conv + BN.
+    # Residual archs (all but densenet): 'A': zero-padded identity; 'B': 1x1x1 conv + BN.
+    config.model.shortcut = 'B'
     # The reference builds shortcut A's zero-padded tensor from `.data`, so no gradient flows
     # through the three down-sampling shortcuts. True reproduces that.
     config.model.shortcut_a_stop_gradient = True
-    config.model.stem = 'reference'  # 'reference': 7x7x7 conv + max-pool; 'torchvision': r3d_18.
-    # The next three shape the 'reference' stem only; 'torchvision' is always a 3x7x7 conv,
-    # stride (1, 2, 2), without max-pool. The reference uses temporal stride 2 for clips of 32+.
+    config.model.widen_factor = 2  # wideresnet: stage widths 64k ... 512k (reference's k).
+    config.model.cardinality = 32  # resnext: groups of each bottleneck's 3x3x3 conv.
+    config.model.growth_rate = 32  # densenet: channels each dense layer adds.
+    config.model.bn_size = 4  # densenet: a dense layer's 1x1x1 conv has bn_size * growth_rate.
+    # The next three shape the reference's stem (resnet, preresnet, wideresnet, resnext,
+    # densenet); torchvision's archs have fixed stems without max pool. The reference uses
+    # temporal stride 2 for clips of 32+ frames.
     config.model.stem_temporal_kernel = 7
     config.model.stem_temporal_stride = 1
     config.model.stem_max_pool = True
@@ -94,8 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
     # values: 'native' (a 3D conv), 'temporal_taps_2d' (one 2D conv per temporal tap, summed) or
     # 'folded_taps_2d' (one 2D conv over the taps folded into channels).
     config.model.conv_formulation = ('native', 'native', 'native', 'native')
-    # How the max pool's gradient is computed, routed to the same entries: 'saved_indices' (the
-    # forward pass records each window's winner) or 'select_and_scatter' (XLA's own).
+    # How the stem max pool's gradient is computed, routed to the same entries: 'saved_indices'
+    # (the forward pass records each window's winner) or 'select_and_scatter' (XLA's own).
     config.model.max_pool_gradient = 'saved_indices'
     config.model.dtype = 'bfloat16'  # Computation dtype; parameters are always float32.
     config.model.sync_batch_norm = True  # Batch statistics averaged over all devices.
@@ -146,6 +156,12 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+# Fields of earlier versions, and what replaced them.
+RETIRED_FIELDS = {
+    'config.model.stem': "config.model.arch ('r3d' is the former stem='torchvision')",
+}
+
+
 class ConfigError(ValueError):
     """The config names a field that does not exist or holds values that cannot work together."""
 
@@ -166,7 +182,9 @@ def unknown_fields(paths: Sequence[str]) -> list[str]:
     known = field_paths(get_config())
     messages = []
     for path in paths:
-        if path not in known:
+        if path in RETIRED_FIELDS:
+            messages.append(f'{path} (replaced by {RETIRED_FIELDS[path]})')
+        elif path not in known:
             close = difflib.get_close_matches(path, sorted(known), n=1)
             hint = f' (did you mean {close[0]}?)' if close else ''
             messages.append(f'{path}{hint}')

@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 
 from r3d_jax import checkpoints, steps
 from r3d_jax.data import input_pipeline
-from r3d_jax.models import create_model, init_variables
+from r3d_jax.models import create_model, expected_variables
 
 EVAL_MODES = ('clip', 'video')
 
@@ -252,52 +252,6 @@ def clip_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int, i
     return (1, config.input.clip_length, crop, crop, 3)
 
 
-def expected_variables(model: nn.Module, shape: Sequence[int]) -> Any:
-    """Shapes and dtypes of the model's variables, without computing them."""
-    return jax.eval_shape(lambda: init_variables(model, jax.random.key(0), tuple(shape)))
-
-
-def check_variables_fit(variables: Any, expected: Any, source: str) -> None:
-    """Raises `CheckpointError` naming the parameters that are missing, extra or misshapen."""
-    found = _shapes_by_path(variables)
-    wanted = _shapes_by_path(expected)
-    missing = sorted(wanted.keys() - found.keys())
-    if missing:
-        raise checkpoints.CheckpointError(
-            f"{source} lacks the model's parameters {_listed(missing)}; "
-            'it was written for another model.'
-        )
-    extra = sorted(found.keys() - wanted.keys())
-    if extra:
-        raise checkpoints.CheckpointError(
-            f'{source} holds parameters the model does not have: {_listed(extra)}; '
-            'it was written for another model.'
-        )
-    misshapen = [
-        f'parameter {path} has shape {found[path]} but the model expects {shape}'
-        for path, shape in sorted(wanted.items())
-        if found[path] != shape
-    ]
-    if misshapen:
-        raise checkpoints.CheckpointError(
-            f'{source}: {_listed(misshapen, "; ")}; the checkpoint was written for another model.'
-        )
-
-
-def _listed(items: Sequence[str], separator: str = ', ', shown: int = 5) -> str:
-    """The first `shown` items, and how many more there are."""
-    more = f' (and {len(items) - shown} more)' if len(items) > shown else ''
-    return separator.join(items[:shown]) + more
-
-
-def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {
-        jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
-        for path, leaf in leaves
-    }
-
-
 def on_every_local_device(variables: Any, expected: Any) -> Any:
     """One copy of `variables` on each local device, as `pmapped_eval_step` takes them.
 
@@ -489,7 +443,7 @@ def evaluate_checkpoint(
     directory = checkpoints.find_checkpoint(workdir, checkpoint)
     variables, metadata = checkpoints.load_variables(directory)
     model = create_model(config)
-    check_variables_fit(
+    checkpoints.check_variables_fit(
         variables, expected_variables(model, clip_shape(config)), f'Checkpoint {directory}'
     )
     class_names = resolve_class_names(

@@ -10,7 +10,9 @@ validation loss, and reaches the optimiser through the `learning_rate` hyperpara
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -18,13 +20,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from r3d_jax import models
+
 SCHEDULES = ('plateau', 'constant', 'step', 'cosine')
 OPTIMIZERS = ('sgd', 'adamw')
+# 'last_stage_and_head' trains what the reference's fine-tuning trains (`--ft_begin_index 4`):
+# the last stage (conv5_x in the paper, `layer4` in the reference) and the classifier; for
+# DenseNet the last dense block, `norm5` and the classifier (r3d_jax.models.ARCHITECTURES).
 TRAINABLE = ('all', 'last_stage_and_head')
-# The modules trained by `trainable='last_stage_and_head'`: the blocks of the fourth residual
-# stage (conv5_x in the paper, `layer4` in the reference) and the classifier.
-LAST_STAGE_PREFIX = 'layer4_'
-HEAD = 'fc'
 # ReduceLROnPlateau ignores reductions smaller than this (PyTorch's `eps`).
 _PLATEAU_MIN_CHANGE = 1e-8
 
@@ -183,16 +186,23 @@ def update_plateau(
 # The optimiser of a config.
 
 
-def last_stage_and_head_labels(params: optax.Params) -> Any:
-    """'trained' for the parameters of the last stage and the classifier, 'frozen' elsewhere."""
+def trained_modules_labels(params: optax.Params, trained: Sequence[str]) -> Any:
+    """'trained' for the parameters of the top-level modules `trained` names, 'frozen' elsewhere.
+
+    An entry of `trained` names a module (`fc`) or the blocks `<entry>_<i>` (`layer4`).
+    """
+
+    def named(module: str, name: str) -> bool:
+        return module == name or module.startswith(f'{name}_')
 
     def is_trained(module: str) -> bool:
-        return module == HEAD or module.startswith(LAST_STAGE_PREFIX)
+        return any(named(module, name) for name in trained)
 
-    if not any(is_trained(module) for module in params if module != HEAD) or HEAD not in params:
+    absent = [name for name in trained if not any(named(module, name) for module in params)]
+    if absent:
         raise ValueError(
-            f"trainable='last_stage_and_head' needs blocks named {LAST_STAGE_PREFIX}* and a "
-            f'classifier {HEAD!r}; the model has {sorted(params)}.'
+            f"trainable='last_stage_and_head' trains {list(trained)}, but the model has no "
+            f'{absent} (its modules: {sorted(params)}).'
         )
     labels = {}
     for module, tree in params.items():
@@ -238,8 +248,10 @@ def create_optimizer(
             )
         if settings.trainable == 'all':
             return step
+        trained = models.architecture(config.model).last_stage_and_head
         return optax.multi_transform(
-            {'trained': step, 'frozen': optax.set_to_zero()}, last_stage_and_head_labels
+            {'trained': step, 'frozen': optax.set_to_zero()},
+            functools.partial(trained_modules_labels, trained=trained),
         )
 
     return optax.inject_hyperparams(optimizer)(

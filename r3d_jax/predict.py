@@ -26,7 +26,7 @@ from absl import logging
 
 from r3d_jax import checkpoints, evaluation
 from r3d_jax.data import input_pipeline, ucf101
-from r3d_jax.models import create_model
+from r3d_jax.models import create_model, expected_variables, upgrade_model_config
 
 # The short side frames are stored at when a checkpoint does not say (configs/default.py).
 DEFAULT_FRAME_SHORT_SIDE = 128
@@ -83,7 +83,7 @@ def classifier_config(metadata: dict[str, Any], source: str) -> ml_collections.C
         frame_short_side = DEFAULT_FRAME_SHORT_SIDE
     return ml_collections.ConfigDict(
         {
-            'model': metadata['model'],
+            'model': upgrade_model_config(metadata['model']),
             'input': metadata['input'],
             'data': {'frame_short_side': int(frame_short_side)},
         }
@@ -101,9 +101,9 @@ def load_classifier(directory: str) -> Classifier:
         raise checkpoints.CheckpointError(
             f'{source} metadata does not describe a model this version can build: {error}'
         ) from error
-    evaluation.check_variables_fit(
+    checkpoints.check_variables_fit(
         variables,
-        evaluation.expected_variables(model, evaluation.clip_shape(config)),
+        expected_variables(model, evaluation.clip_shape(config)),
         source,
     )
     num_classes = config.model.num_classes

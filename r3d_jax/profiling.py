@@ -37,7 +37,10 @@ _CALLS = re.compile(r'calls=(?P<calls>\{[^}]*\}|%?[\w.\-]+)')
 _TABLE_ROW = re.compile(r'^(?P<id>\d+)\s+(?P<value>.*)$')
 _FIELD = re.compile(r'(\w+)=(\d+)')
 _HLO_OP_ANNOTATION = re.compile(r'hlo_op=(?P<op>[\w.\-]+)')
-_STAGE = re.compile(r'^layer(?P<stage>\d+)_\d+$')
+# A stage's modules: ResNet-like blocks `layer2_0`, DenseNet's `denseblock2` and `transition2`.
+_STAGE = re.compile(r'^(?:layer|denseblock|transition)(?P<stage>\d+)(?:_\d+)?$')
+_STEM_MODULES = ('conv1', 'bn1', 'conv0', 'norm0')
+_HEAD_MODULES = ('fc', 'classifier')
 _CLASS_NAME = re.compile(r'^[A-Z]\w*$')
 TABLES = ('FileNames', 'FunctionNames', 'FileLocations', 'StackFrames')
 
@@ -212,9 +215,9 @@ def model_place(op_name: str) -> tuple[str, str] | None:
     stages = [match['stage'] for match in map(_STAGE.match, path) if match]
     if stages:
         where = f'stage {stages[0]}'
-    elif path and path[0] in ('conv1', 'bn1'):
+    elif path and path[0] in _STEM_MODULES:
         where = 'stem'
-    elif path and path[0] == 'fc':
+    elif path and path[0] in _HEAD_MODULES:
         where = 'classifier'
     elif not path and any(scope.endswith('.normalise') for scope in scopes):
         return 'input', 'normalisation'
@@ -224,7 +227,7 @@ def model_place(op_name: str) -> tuple[str, str] | None:
         what = 'shortcut'
     elif any(re.fullmatch(r'conv\d*', s) for s in path):
         what = 'conv'
-    elif any(re.fullmatch(r'bn\d*', s) for s in path):
+    elif any(re.fullmatch(r'(?:bn|norm)\d*', s) for s in path):
         what = 'BatchNorm'
     else:
         what = 'elementwise' if where != 'classifier' else 'dense'

@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from r3d_jax import checkpoints, defaults, evaluation, optimizers
 from r3d_jax.crop_resize import CropResize
 from r3d_jax.data import build_ucf101, input_pipeline
-from r3d_jax.models import create_model, init_variables
+from r3d_jax.models import create_model, expected_variables, init_variables, upgrade_model_config
 from r3d_jax.steps import AXIS, TrainState, make_p_train_step, replicate
 
 
@@ -75,7 +75,7 @@ def initial_variables(
     clip_shape = evaluation.clip_shape(config)
     if not config.init_from:
         return jax.device_get(init_variables(model, rng, clip_shape))
-    expected = evaluation.expected_variables(model, clip_shape)
+    expected = expected_variables(model, clip_shape)
     skip = set(config.init_from_skip)
     modules = set(expected['params']) | set(expected['batch_stats'])
     if skip - modules:
@@ -93,7 +93,7 @@ def initial_variables(
     source = f'config.init_from checkpoint {config.init_from}'
     loaded, metadata = checkpoints.load_variables(config.init_from)
     variables = without_skipped(loaded)
-    evaluation.check_variables_fit(variables, without_skipped(expected), source)
+    checkpoints.check_variables_fit(variables, without_skipped(expected), source)
     _warn_on_other_normalisation(config, metadata, source)
     if skip:
         fresh = jax.device_get(init_variables(model, rng, clip_shape))
@@ -185,9 +185,11 @@ def _check_resumable(
             'steps_per_epoch': steps_per_epoch,
             'batch_size': config.batch_size,
         }
+        # Checkpoints of earlier versions describe their model in the schema of their day.
+        found = {**metadata, 'model': upgrade_model_config(metadata.get('model') or {})}
         for key, value in wanted.items():
             # JSON turns tuples into lists; compare both through that round trip.
-            if _json_like(metadata.get(key)) != _json_like(value):
+            if _json_like(found.get(key)) != _json_like(value):
                 raise checkpoints.CheckpointError(
                     f'The checkpoints in {directory} come from another run: their {key} is '
                     f'{metadata.get(key)} but the config gives {value}. Resume with the same '

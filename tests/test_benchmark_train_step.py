@@ -1,8 +1,8 @@
 """The training-step benchmark's CPU check: every figure recorded, the FLOP count, no TensorFlow.
 
 Runs `benchmarks/train_step.py --tiny` as a user would and reads the JSON it writes: once in
-full (shared by most tests), and twice on a subset to see a failure stay contained and a resumed
-run keep what the first one measured.
+full (shared by most tests), twice on a subset to see a failure stay contained and a resumed
+run keep what the first one measured, and once per model family on its forward passes.
 """
 
 import json
@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+
+from r3d_jax.models import ARCHITECTURES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'benchmarks', 'train_step.py')
@@ -168,3 +170,19 @@ def test_a_failing_measurement_keeps_the_others_and_resume_reruns_only_it(tmp_pa
         resumed['measurements']['jax_eval']['process_seconds']
         != first['measurements']['jax_eval']['process_seconds']
     )
+
+
+@pytest.mark.parametrize('arch', list(ARCHITECTURES))
+def test_tiny_run_measures_every_model_family(tmp_path, arch):
+    pytest.importorskip('torch')
+    flags = ('--only=jax_eval,torch_eval', '--torch_eval_mode=fp32')
+    steps = ('--warmup_steps=1', '--timed_steps=1')
+    report, stdout = run_tiny(tmp_path / 'train_step.json', f'--arch={arch}', *flags, *steps)
+    family = ARCHITECTURES[arch]
+    depth = min(family.depths)
+    assert (report['settings']['arch'], report['settings']['depth']) == (arch, depth)
+    assert report['settings']['clip_length'] >= family.smallest_clip[0]
+    for name in ('jax_eval', 'torch_eval'):
+        assert report['measurements'][name]['status'] == 'ok', report['measurements'][name]
+    assert report['flops']['forward_macs_per_clip'] > 0
+    assert stdout.startswith(family.name(depth))

@@ -1,4 +1,4 @@
-"""PyTorch weights imported into the JAX model give the same logits and gradients."""
+"""PyTorch checkpoints in and out: reading files, checking names and shapes, exporting back."""
 
 import logging
 import os
@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -14,34 +13,29 @@ import torch
 from r3d_jax import checkpoints, defaults
 from r3d_jax.convert_torch import (
     TorchConversionError,
+    flax_to_torch_state_dict,
     load_torch_state_dict,
     torch_to_flax_variables,
 )
-from r3d_jax.models import create_model
-from tests.torch_resnet3d import from_config
+from r3d_jax.models import ARCHITECTURES, torch_layouts
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP_SHAPE = (2, 8, 32, 32, 3)
-# Train mode needs more than 2 values per channel at the last stage (1x1x1 at 8x32x32) for
-# batch statistics that are well conditioned.
-TRAIN_CLIP_SHAPE = (4, 8, 32, 32, 3)
 
 
-def make_config(depth=18, shortcut='B', stem='reference', num_classes=5, **model_fields):
+def make_config(depth=18, shortcut='B', arch='resnet', num_classes=5, **model_fields):
     config = defaults.get_config()
     config.model.update(
-        depth=depth, shortcut=shortcut, stem=stem, num_classes=num_classes, dtype='float32'
+        arch=arch, depth=depth, shortcut=shortcut, num_classes=num_classes, dtype='float32'
     )
     config.model.update(model_fields)
-    # Unit-scale inputs keep logits and gradients of random networks O(1).
-    config.input.std = defaults.REFERENCE_STD
     return config
 
 
-def random_torch_model(config, seed=0):
-    """The PyTorch model of `config` with random weights and random BatchNorm statistics."""
+def random_torch_model(config, seed=0, **layout_options):
+    """The PyTorch layout of `config` with random weights and random BatchNorm statistics."""
     torch.manual_seed(seed)
-    model = from_config(config.model)
+    model = torch_layouts.from_config(config.model, **layout_options)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm3d):
@@ -52,147 +46,12 @@ def random_torch_model(config, seed=0):
     return model
 
 
-def random_clips(seed=0, shape=CLIP_SHAPE):
-    return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
-
-
-def torch_input(clips, config, dtype=torch.float32):
-    """What the JAX model computes on the device: normalised float clips, here as N,C,T,H,W."""
-    x = (clips * config.input.value_scale - np.asarray(config.input.mean)) / np.asarray(
-        config.input.std
-    )
-    return torch.from_numpy(x).to(dtype).permute(0, 4, 1, 2, 3).contiguous()
-
-
-def assert_close(actual, expected, tolerance=1e-4):
-    """Agreement to `tolerance` relative to the largest magnitude (and absolutely below 1)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * scale)
-
-
-@pytest.mark.parametrize(
-    'depth, shortcut, stem, stem_conv',
-    [
-        (18, 'A', 'reference', 'space_to_depth'),
-        (18, 'B', 'reference', 'space_to_depth'),
-        (18, 'B', 'reference', 'direct'),
-        (50, 'B', 'reference', 'space_to_depth'),
-        (18, 'B', 'torchvision', 'space_to_depth'),
-    ],
-)
-def test_eval_logits_match_pytorch(depth, shortcut, stem, stem_conv):
-    config = make_config(depth, shortcut, stem, stem_conv=stem_conv)
-    torch_model = random_torch_model(config).eval()
-    clips = random_clips()
-    with torch.no_grad():
-        expected = torch_model(torch_input(clips, config)).numpy()
-
-    variables, report = torch_to_flax_variables(torch_model.state_dict(), config)
-    model = create_model(config)
-    logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, clips)
-
-    assert report.layout == stem and not report.head_reinitialised
-    assert logits.dtype == jnp.float32
-    assert np.abs(expected).max() > 1e-2  # The comparison is not between two near-zero outputs.
-    assert_close(logits, expected)
-
-
-def torch_train_step(torch_model, clips, config, weights):
-    """Train-mode logits; gradients of sum(logits * weights) and updated buffers, by name."""
-    torch_model.train()
-    torch_model.zero_grad()
-    x = torch_input(clips, config, next(torch_model.parameters()).dtype)
-    logits = torch_model(x)
-    (logits * torch.from_numpy(weights).to(logits.dtype)).sum().backward()
-    after = {name: p.grad for name, p in torch_model.named_parameters()}
-    after.update(dict(torch_model.named_buffers()))
-    return logits.detach().numpy(), after
-
-
-def flax_train_step(config, variables, clips, weights):
-    """Train-mode logits, gradients of sum(logits * weights) and updated batch statistics."""
-    model = create_model(config)
-
-    def loss(params):
-        logits, updates = model.apply(
-            {'params': params, 'batch_stats': variables['batch_stats']},
-            clips,
-            train=True,
-            mutable=['batch_stats'],
-        )
-        return jnp.sum(logits * weights), (logits, updates['batch_stats'])
-
-    grads, (logits, batch_stats) = jax.jit(jax.grad(loss, has_aux=True))(variables['params'])
-    return logits, grads, batch_stats
-
-
-def assert_trees_close(actual, expected, tolerance):
-    paths = jax.tree_util.tree_flatten_with_path(expected)[0]
-    for (path, want), got in zip(paths, jax.tree.leaves(actual), strict=True):
-        try:
-            assert_close(got, want, tolerance)
-        except AssertionError as error:
-            raise AssertionError(f'{jax.tree_util.keystr(path)}: {error}') from None
-
-
-def running_means(batch_stats):
-    return jax.tree.map(lambda s: s['mean'], batch_stats, is_leaf=lambda s: 'mean' in s)
-
-
-def test_train_mode_logits_and_statistics_match_pytorch():
-    config = make_config(18, 'B')
-    torch_model = random_torch_model(config)
-    clips = random_clips(1, TRAIN_CLIP_SHAPE)
-    weights = np.random.default_rng(2).normal(size=(TRAIN_CLIP_SHAPE[0], 5)).astype(np.float32)
-    variables, _ = torch_to_flax_variables(torch_model.state_dict(), config)
-
-    expected_logits, torch_after = torch_train_step(torch_model, clips, config, weights)
-    expected, _ = torch_to_flax_variables(torch_after, config)
-    logits, _, batch_stats = flax_train_step(config, variables, clips, weights)
-
-    assert_close(logits, expected_logits)
-    # PyTorch updates running variances with the unbiased batch variance, Flax the biased one.
-    assert_trees_close(running_means(batch_stats), running_means(expected['batch_stats']), 1e-5)
-
-
-@pytest.mark.parametrize(
-    'depth, shortcut, stop_gradient', [(18, 'B', True), (10, 'A', True), (10, 'A', False)]
-)
-def test_train_mode_gradients_match_pytorch(depth, shortcut, stop_gradient):
-    """Compared in float64 on both sides.
-
-    Gradients of ReLU networks jump where an activation crosses zero, and fp32 rounding (about
-    1e-6 relative) flips a few of the ~10^6 activations of a clip batch between any two
-    implementations, each flip moving whole gradient tensors by up to a few percent. In
-    float64 no activation lies that close to zero, so gradients can be compared tightly.
-    """
-    config = make_config(depth, shortcut, shortcut_a_stop_gradient=stop_gradient)
-    torch_model = random_torch_model(config).double()
-    clips = random_clips(1)
-    weights = np.random.default_rng(2).normal(size=(CLIP_SHAPE[0], 5))
-    variables, _ = torch_to_flax_variables(torch_model.state_dict(), config)
-
-    expected_logits, torch_after = torch_train_step(torch_model, clips, config, weights)
-    # Gradients and updated buffers carry the state_dict's names: convert them like weights.
-    expected, _ = torch_to_flax_variables(torch_after, config)
-    with jax.enable_x64(True):
-        config.model.dtype = 'float64'
-        logits, grads, batch_stats = flax_train_step(config, variables, clips, weights)
-
-    assert_close(logits, expected_logits, 1e-6)
-    assert_trees_close(grads, expected['params'], 1e-5)
-    assert_trees_close(running_means(batch_stats), running_means(expected['batch_stats']), 1e-6)
-    if shortcut == 'A':
-        # The other choice of the option gives other gradients upstream of the shortcuts.
-        other = make_config(depth, 'A', shortcut_a_stop_gradient=not stop_gradient)
-        _, other_grads = torch_train_step(
-            random_torch_model(other).double(), clips, config, weights
-        )
-        other_stem = other_grads['conv1.weight'].numpy().transpose(2, 3, 4, 1, 0)
-        stem = np.asarray(grads['conv1']['kernel'])
-        assert np.abs(stem - other_stem).max() > 1e-2 * np.abs(other_stem).max()
+def state_dict_of(arch, depth, **model_fields):
+    """A state_dict of the PyTorch layout, uninitialised (only names and shapes matter)."""
+    config = make_config(depth, arch=arch, num_classes=400, **model_fields)
+    with torch.device('meta'):
+        model = torch_layouts.from_config(config.model)
+    return model.to_empty(device='cpu').state_dict()
 
 
 @pytest.fixture(scope='module')
@@ -309,8 +168,8 @@ def test_misshaped_stem_names_the_shape_and_the_fix():
 
 
 def test_torchvision_names_for_reference_stem_say_which_stem(resnet10_state_dict):
-    state_dict = random_torch_model(make_config(10, stem='torchvision')).state_dict()
-    with pytest.raises(TorchConversionError, match=r"set config\.model\.stem='torchvision'"):
+    state_dict = random_torch_model(make_config(10, arch='r3d')).state_dict()
+    with pytest.raises(TorchConversionError, match=r"set config\.model\.arch='r3d'"):
         torch_to_flax_variables(state_dict, make_config(10))
 
 
@@ -369,3 +228,196 @@ def test_command_line_writes_a_checkpoint_that_loads_back(tmp_path, resnet10_sta
     assert metadata['class_names'] is None
     assert metadata['source'] == str(source)
     assert metadata['conversion']['layout'] == 'reference'
+
+
+# ---------------------------------------------------------------------------------------------
+# Every family: which file does not fit, and what it is instead.
+
+
+WIDE_1 = {'widen_factor': 1}
+
+
+@pytest.mark.parametrize(
+    'file_model, config_model, says',
+    [
+        (('resnext', 101), ('resnet', 101), 'ResNeXt-101 checkpoint (bottleneck blocks'),
+        (('resnet', 50), ('resnext', 50), 'ResNet-50 checkpoint (bottleneck blocks [3, 4, 6, 3]'),
+        (('densenet', 121), ('densenet', 169), 'DenseNet-121 checkpoint (dense layers [6, 12, 24'),
+        (('resnet', 18), ('r3d', 18), 'ResNet-18 checkpoint (basic blocks [2, 2, 2, 2]'),
+        (('r3d', 18), ('resnet', 18), 'torchvision r3d_18 checkpoint (basic blocks'),
+        (('mc3', 18), ('r3d', 18), 'torchvision mc3_18 checkpoint'),
+        (('r2plus1d', 18), ('r3d', 18), 'torchvision r2plus1d_18 checkpoint'),
+        (('preresnet', 200), ('resnet', 200), 'pre-activation ResNet-200 checkpoint'),
+        (('wideresnet', 50, WIDE_1), ('resnet', 50), 'Wide ResNet-50 checkpoint (bottleneck'),
+    ],
+)
+def test_a_checkpoint_of_another_family_or_depth_names_what_it_holds(
+    file_model, config_model, says
+):
+    file_arch, file_depth, *file_fields = file_model
+    arch, depth = config_model
+    state_dict = state_dict_of(file_arch, file_depth, **(file_fields[0] if file_fields else {}))
+    with pytest.raises(TorchConversionError) as error:
+        torch_to_flax_variables(state_dict, make_config(depth, arch=arch))
+    message = str(error.value)
+    family = ARCHITECTURES[arch]
+    assert f'a {family.name(depth)}.' in message.splitlines()[0]
+    assert f'the file looks like a {says}' in message
+    assert f'config.model.arch={file_arch!r}' in message or file_arch == arch
+    assert f'config.model.depth={file_depth}' in message or file_depth == depth
+    if file_arch == 'resnext':
+        assert 'cardinality 32, shortcut B); set' in message
+    if file_arch == 'wideresnet':
+        assert 'widen_factor 1' in message and 'config.model.widen_factor=1' in message
+
+
+@pytest.mark.parametrize(
+    'arch, depth, head, std', [('densenet', 121, 'classifier', None), ('r2plus1d', 18, 'fc', 0.01)]
+)
+def test_every_family_keeps_its_backbone_and_gets_a_fresh_head_of_its_own(arch, depth, head, std):
+    state_dict = state_dict_of(arch, depth)  # 400 classes.
+    variables, report = torch_to_flax_variables(state_dict, make_config(depth, arch=arch))
+    assert report.head_reinitialised and report.checkpoint_num_classes == 400
+    kernel = np.asarray(variables['params'][head]['kernel'])
+    assert kernel.shape == (state_dict[f'{head}.weight'].shape[1], 5)
+    if std:  # torchvision's init; the reference's is PyTorch's nn.Linear default.
+        np.testing.assert_allclose(kernel.std(), std, rtol=0.2)
+        np.testing.assert_array_equal(variables['params'][head]['bias'], 0.0)
+
+
+def test_a_resnext_with_another_cardinality_says_which():
+    state_dict = state_dict_of('resnext', 50, cardinality=16)
+    with pytest.raises(TorchConversionError, match=r'set config\.model\.cardinality=16'):
+        torch_to_flax_variables(state_dict, make_config(50, arch='resnext'))
+
+
+def test_a_file_of_no_known_layout_says_so():
+    state_dict = {'encoder.weight': torch.zeros(3, 3)}
+    with pytest.raises(TorchConversionError, match='match none of the layouts'):
+        torch_to_flax_variables(state_dict, make_config(10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: back to the reference's names and layouts, exactly.
+
+
+EXPORTED_FAMILIES = [
+    ('resnet', 18, {'shortcut': 'A'}),
+    ('preresnet', 18, {}),
+    ('wideresnet', 50, {'widen_factor': 1}),
+    ('resnext', 50, {'cardinality': 8}),
+    ('densenet', 121, {}),
+    ('r3d', 18, {}),
+    ('mc3', 18, {}),
+    ('r2plus1d', 18, {}),
+]
+
+
+@pytest.mark.parametrize('arch, depth, model_fields', EXPORTED_FAMILIES)
+def test_import_then_export_is_exact_and_loads_strictly_into_the_pytorch_layout(
+    arch, depth, model_fields
+):
+    config = make_config(depth, arch=arch, **model_fields)
+    original = random_torch_model(config).eval()
+    variables, _ = torch_to_flax_variables(original.state_dict(), config)
+    exported = flax_to_torch_state_dict(variables, config.model)
+
+    # The reference's own layout: for DenseNet the released (dotted) names.
+    target = torch_layouts.from_config(config.model, densenet_released_names=True).eval()
+    target.load_state_dict(exported, strict=True)
+    for key, value in target.state_dict().items():
+        assert exported[key].dtype == value.dtype, key
+    by_position = zip(original.state_dict().items(), target.state_dict().items(), strict=True)
+    for (original_key, original_value), (key, value) in by_position:
+        if not key.endswith('num_batches_tracked'):
+            assert torch.equal(value, original_value), (original_key, key)
+    if arch == 'densenet':
+        assert 'features.denseblock1.denselayer1.norm.1.weight' in exported
+    clip_length = ARCHITECTURES[arch].smallest_clip[0]
+    clips = torch.randn(1, 3, clip_length, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(target(clips), original(clips), rtol=0, atol=0)
+
+
+def test_densenet_files_with_released_or_modern_layer_names_import_alike():
+    config = make_config(121, arch='densenet')
+    released = random_torch_model(config, seed=3, densenet_released_names=True).state_dict()
+    modern = random_torch_model(config, seed=3).state_dict()
+    assert 'features.denseblock4.denselayer16.conv.2.weight' in released
+    assert 'features.denseblock4.denselayer16.conv2.weight' in modern
+    from_released, _ = torch_to_flax_variables(released, config)
+    from_modern, _ = torch_to_flax_variables(modern, config)
+    jax.tree.map(np.testing.assert_array_equal, from_released, from_modern)
+
+
+def test_export_of_a_checkpoint_written_before_arch_existed(tmp_path):
+    """Metadata without `arch` and with stem='torchvision' is the r3d layout."""
+    config = make_config(18, arch='r3d')
+    original = random_torch_model(config)
+    variables, _ = torch_to_flax_variables(original.state_dict(), config)
+    legacy_model = {k: v for k, v in config.model.to_dict().items() if k != 'arch'}
+    directory = str(tmp_path / 'legacy')
+    checkpoints.save_variables(
+        directory, variables, {'model': {**legacy_model, 'stem': 'torchvision'}, 'step': 7}
+    )
+    output = tmp_path / 'legacy.pth'
+
+    from r3d_jax.convert_torch import export_checkpoint
+
+    assert export_checkpoint(directory, str(output), module_prefix=True) == 'r3d_18'
+    saved = torch.load(output, weights_only=True)
+    assert saved['state_dict']['module.layer1.0.conv1.1.num_batches_tracked'] == 7
+    state_dict = {key.removeprefix('module.'): v for key, v in saved['state_dict'].items()}
+    torch_layouts.from_config(config.model).load_state_dict(state_dict, strict=True)
+    with pytest.raises(TorchConversionError, match='already exists'):
+        export_checkpoint(directory, str(output))
+
+
+def run_converter(*flags):
+    env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, '-m', 'r3d_jax.convert_torch', *flags],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_command_line_exports_a_reference_checkpoint_file(tmp_path, resnet10_state_dict):
+    directory = str(tmp_path / 'converted')
+    config = make_config(10)
+    variables, _ = torch_to_flax_variables(resnet10_state_dict, config)
+    checkpoints.save_variables(directory, variables, {'model': config.model.to_dict()})
+    output = tmp_path / 'resnet-10.pth'
+
+    completed = run_converter('--to_torch', f'--checkpoint={directory}', f'--output={output}')
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    saved = torch.load(output, weights_only=True)
+    assert set(saved) == {'epoch', 'arch', 'state_dict', 'optimizer'}
+    assert (saved['epoch'], saved['arch'], saved['optimizer']) == (0, 'resnet-10', None)
+    model = torch_layouts.from_config(config.model)
+    model.load_state_dict(saved['state_dict'], strict=True)
+    for key, value in resnet10_state_dict.items():
+        if not key.endswith('num_batches_tracked'):
+            assert torch.equal(saved['state_dict'][key], value), key
+    assert not os.path.exists(f'{output}.partial')
+
+
+def test_command_line_errors_name_the_problem(tmp_path, resnet10_state_dict):
+    source = tmp_path / 'resnet10.pth'
+    torch.save({'epoch': 1, 'arch': 'resnet-10', 'state_dict': resnet10_state_dict}, source)
+    completed = run_converter(
+        f'--checkpoint={source}',
+        f'--config={os.path.join(REPO_ROOT, "configs", "default.py")}',
+        '--config.model.arch=resnext',
+        '--config.model.depth=50',
+        f'--output={tmp_path / "out"}',
+    )
+    assert completed.returncode == 1
+    assert 'error: The PyTorch weights do not fit config.model' in completed.stderr
+    assert 'the file looks like a ResNet-10' in completed.stderr
+    assert not (tmp_path / 'out').exists()

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from r3d_jax import checkpoints, defaults, evaluation
 from r3d_jax.data import build_ucf101, input_pipeline
-from r3d_jax.models import create_model, init_variables
+from r3d_jax.models import create_model, expected_variables, init_variables
 
 # Four videos of 40, 10, 33 and 16 frames: 3, 1, 3 and 1 non-overlapping 16-frame clips (the
 # last clip of a video looped to length). Six classes; each clip's softmax is given directly.
@@ -347,7 +347,7 @@ def test_checkpoint_for_another_model_is_refused_naming_the_parameter(tmp_path, 
     config = tiny_config(data_root)
     other = tiny_config(data_root)
     other.model.num_classes = 5
-    shapes = evaluation.expected_variables(create_model(other), (1, 4, 16, 16, 3))
+    shapes = expected_variables(create_model(other), (1, 4, 16, 16, 3))
     checkpoint = str(tmp_path / 'five_classes')
     save_tiny_checkpoint(
         checkpoint, jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), shapes), other, None

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from r3d_jax import defaults, optimizers
+from r3d_jax.models import architecture, create_model, expected_variables
 
 
 def _torch_trajectory(params, grads_per_step, learning_rates, **sgd_kwargs):
@@ -187,6 +188,35 @@ def test_last_stage_and_head_trains_only_the_layer4_blocks_and_fc():
         'layer4_1': {'bn1': {'scale': True}},
         'fc': {'kernel': True, 'bias': True},
     }
+
+
+@pytest.mark.parametrize(
+    'arch, depth, trained',
+    [
+        ('resnet', 18, {'layer4_0', 'layer4_1', 'fc'}),
+        ('preresnet', 18, {'layer4_0', 'layer4_1', 'fc'}),
+        ('resnext', 50, {'layer4_0', 'layer4_1', 'layer4_2', 'fc'}),
+        ('r2plus1d', 18, {'layer4_0', 'layer4_1', 'fc'}),
+        # The reference's densenet fine-tuning: the last dense block, norm5 and the classifier.
+        ('densenet', 121, {'denseblock4', 'norm5', 'classifier'}),
+    ],
+)
+def test_last_stage_and_head_follows_the_reference_for_every_family(arch, depth, trained):
+    config = defaults.get_config()
+    config.model.update(arch=arch, depth=depth)
+    params = expected_variables(create_model(config), (1, 16, 32, 32, 3))['params']
+    labels = optimizers.trained_modules_labels(
+        params, architecture(config.model).last_stage_and_head
+    )
+    found = {module for module, tree in labels.items() if 'trained' in jax.tree.leaves(tree)}
+    assert found == trained
+    for module in set(labels) - trained:
+        assert set(jax.tree.leaves(labels[module])) == {'frozen'}
+
+
+def test_last_stage_and_head_names_what_a_model_lacks():
+    with pytest.raises(ValueError, match=r"trains \['denseblock4', 'norm5', 'classifier'\], but"):
+        optimizers.trained_modules_labels(_params(), ('denseblock4', 'norm5', 'classifier'))
 
 
 def test_learning_rate_is_read_and_set_in_the_optimizer_state():

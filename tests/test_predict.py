@@ -17,7 +17,7 @@ import pytest
 
 from r3d_jax import checkpoints, defaults, evaluation, predict, training
 from r3d_jax.data import build_ucf101, synthetic
-from r3d_jax.models import create_model
+from r3d_jax.models import create_model, expected_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = {'RedScene': (210, 40, 40), 'GreenScene': (40, 210, 40), 'BlueScene': (40, 40, 210)}
@@ -217,7 +217,7 @@ def test_a_checkpoint_whose_variables_do_not_fit_its_model_is_refused(tmp_path):
         directory,
         jax.tree.map(
             lambda x: np.zeros(x.shape, x.dtype),
-            evaluation.expected_variables(model, evaluation.clip_shape(config)),
+            expected_variables(model, evaluation.clip_shape(config)),
         ),
         {'model': described, 'input': config.input.to_dict(), 'class_names': None},
     )

@@ -124,6 +124,8 @@ def test_every_instruction_is_placed_in_its_part_of_the_step(module, op_name, pa
         ('jit(f)/jvp(ResNet3D)/ResNet3D.classify/fc/dot_general', ('classifier', 'dense')),
         ('jit(f)/jvp(ResNet3D)/ResNet3D.normalise/sub', ('input', 'normalisation')),
         ('jit(f)/jvp(ResNet3D)/ResNet3D.reference_stem/select_n', ('model', 'elementwise')),
+        ('jit(f)/jvp(DenseNet3D)/denseblock2/denselayer1/norm1/mul', ('stage 2', 'BatchNorm')),
+        ('jit(f)/jvp(DenseNet3D)/conv0/conv_general_dilated', ('stem', 'conv')),
         ('jit(f)/jit(clip)/max', None),
     ],
 )

@@ -245,9 +245,16 @@ HEAD_INITS = ('pytorch_linear', 'normal_0.01')
 
 
 def classifier_head(
-    num_classes: int, in_features: int, init: str = 'pytorch_linear', name: str | None = None
+    num_classes: int,
+    in_features: int,
+    init: str = 'pytorch_linear',
+    name: str | None = None,
+    dtype: Any = jnp.float32,
 ) -> nn.Dense:
-    """The float32 classifier, initialised as `init` (one of HEAD_INITS) says."""
+    """The classifier (float32 parameters, `dtype` computation), initialised as `init` says
+    (one of HEAD_INITS)."""
+    if init not in HEAD_INITS:
+        raise ValueError(f'Classifier init {init!r} is not one of {HEAD_INITS}.')
     if init == 'pytorch_linear':
         bound = 1.0 / np.sqrt(in_features)
         kernel_init, bias_init = _symmetric_uniform(bound), _symmetric_uniform(bound)
@@ -255,7 +262,7 @@ def classifier_head(
         kernel_init, bias_init = nn.initializers.normal(0.01), nn.initializers.zeros
     return nn.Dense(
         num_classes,
-        dtype=jnp.float32,
+        dtype=dtype,
         param_dtype=jnp.float32,
         kernel_init=kernel_init,
         bias_init=bias_init,
@@ -346,13 +353,16 @@ class VideoClassifier(nn.Module):
         )
 
     def classify(self, x: jax.Array) -> jax.Array:
-        """Global mean over T, H, W, then the float32 classifier.
+        """Global mean over T, H, W, then the classifier, in float32 (float64 for float64 models).
 
         No pooling size is derived from the input size: the reference's average pools cover
         the whole last feature map for the clip sizes it trains on, and so does this mean.
         """
-        features = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
-        head = classifier_head(self.num_classes, features.shape[-1], self.head_init, self.head_name)
+        precision = jnp.promote_types(self.dtype, jnp.float32)
+        features = jnp.mean(x.astype(precision), axis=(1, 2, 3))
+        head = classifier_head(
+            self.num_classes, features.shape[-1], self.head_init, self.head_name, precision
+        )
         return head(features)
 
 

@@ -13,6 +13,7 @@ the bottleneck's widths and grouping (`stage_block`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -33,6 +34,30 @@ ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     200: ('bottleneck', (3, 24, 36, 3)),
 }
 BOTTLENECK_EXPANSION = 4
+_BLOCK = re.compile(r'^layer([1-4])_(\d+)$')
+
+
+def torch_block_names(path: tuple[str, ...]) -> list[str]:
+    """The PyTorch names of a Flax module path inside a residual network's stages:
+    `layer2_0` -> `layer2.0`, and the shortcut's `downsample/conv`, `/bn` -> `downsample.0`, `.1`.
+    """
+    names = []
+    for parent, module in zip(('', *path), path, strict=False):
+        block = _BLOCK.match(module)
+        if block:
+            names += [f'layer{block.group(1)}', block.group(2)]
+        elif parent == 'downsample':
+            names.append({'conv': '0', 'bn': '1'}[module])
+        else:
+            names.append(module)
+    return names
+
+
+def torch_module_name(path: tuple[str, ...], arch: str) -> str:
+    """The reference's PyTorch module name of a Flax module path (the same in every
+    residual family of the reference: `conv1`, `bn1`, `layer1.0.conv1`, ..., `fc`)."""
+    del arch
+    return '.'.join(torch_block_names(path))
 
 
 class BasicBlock(layers.ResidualBlock):
@@ -83,8 +108,9 @@ class ResNet3D(layers.ReferenceStemClassifier):
         super().check_fields()
         layers.check_choices(self, {'depth': tuple(self.depths), 'shortcut': layers.SHORTCUTS})
 
-    def stage_block(self, kind: str, width: int) -> Callable[..., layers.ResidualBlock]:
-        """The blocks of a stage of `width` (64, 128, 256, 512): the class with its widths."""
+    def stage_block(self, kind: str, stage: int) -> Callable[..., layers.ResidualBlock]:
+        """The block class of `stage` (1-4) with its widths, for `kind` 'basic' or 'bottleneck'."""
+        width = STAGE_WIDTHS[stage - 1]
         if kind == 'basic':
             return functools.partial(BasicBlock, out_features=width)
         return functools.partial(
@@ -96,9 +122,8 @@ class ResNet3D(layers.ReferenceStemClassifier):
         norm = self.batch_norm(train)
         x = self.reference_stem(self.normalise(clips), norm)
         kind, blocks_per_stage = self.depths[self.depth]
-        stages = zip(STAGE_WIDTHS, blocks_per_stage, strict=True)
-        for stage, (width, num_blocks) in enumerate(stages, start=1):
-            block = self.stage_block(kind, width)
+        for stage, num_blocks in enumerate(blocks_per_stage, start=1):
+            block = self.stage_block(kind, stage)
             for index in range(num_blocks):
                 x = block(
                     strides=layers.triple(2 if stage > 1 and index == 0 else 1),

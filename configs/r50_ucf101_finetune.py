@@ -1,0 +1,50 @@
+r"""ResNet-50 fine-tuned on UCF-101 split 1 from Kinetics-400 weights (Hara et al., CVPR 2018).
+
+First import the reference's Kinetics ResNet-50 (`resnet-50-kinetics.pth`, released with the
+CVPR2018 branch: `--model resnet --model_depth 50 --resnet_shortcut B`; trained on 16-frame
+clips of [0, 255] frames minus the reference mean, as this config expects). The importer keeps
+the backbone and gives the classifier 101 fresh outputs:
+
+    python -m r3d_jax.convert_torch --checkpoint=resnet-50-kinetics.pth \
+        --config=configs/r50_ucf101_finetune.py \
+        --output=weights/r50_kinetics_ucf101
+    python train.py --config=configs/r50_ucf101_finetune.py \
+        --workdir=workdirs/r50_ucf101_ft
+
+The reference author's fine-tuning, as in `configs/r18_ucf101_finetune.py`: only conv5_x
+(`layer4`) and the classifier train, with lr 0.001, weight decay 1e-5 and batches of 128, for
+300 epochs. The data are built as for `configs/r18_ucf101.py`.
+
+Cost: 74 steps of 128 clips per epoch, 22,200 steps (2.84 M clips) in 300 epochs; the model does
+20.1 GFLOP per 16-frame clip forward (`python benchmarks/model_costs.py`). Not yet timed on a
+GPU.
+"""
+
+import ml_collections
+
+from r3d_jax import defaults
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = defaults.recipe_beside(__file__, 'r18_ucf101_finetune.py')
+
+    # Model: the released ResNet-50 (shortcut B).
+    config.model.arch = 'resnet'
+    config.model.depth = 50
+    config.model.shortcut = 'B'
+    config.model.num_classes = 101
+
+    # Input: 16-frame clips, as the weights were trained on.
+    config.input.clip_length = 16
+
+    # Start from the imported Kinetics weights (the classifier already has 101 outputs).
+    config.init_from = 'weights/r50_kinetics_ucf101'
+    config.init_from_skip = ()
+
+    # The author's fine-tuning: the last stage and the classifier, lr 0.001, weight decay 1e-5.
+    config.optimizer.trainable = 'last_stage_and_head'
+    config.optimizer.learning_rate = 0.001
+    config.optimizer.weight_decay = 1e-5
+    config.batch_size = 128
+    config.num_epochs = 300
+    return config
