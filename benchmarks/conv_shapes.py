@@ -19,9 +19,10 @@ compared with the native conv's (`forward_difference`: max |difference| over max
 
 The best choice is the stem variant with the least forward + wgrad time and, per stage, the
 formulation with the least time over all the stage's convs (each counted as often as the model
-has it); `best_overrides` holds them as `config.model` fields where this checkout's config
-defines them (others are listed in `not_selectable`). The JSON is rewritten after each conv with
-`"complete": false`; `--time_budget` stops before a conv once that many seconds have passed.
+has it; 'native' for a stage the time budget left unmeasured); `best_overrides` holds them as
+`config.model` fields where this checkout's config defines them (others are listed in
+`not_selectable`). The JSON is rewritten after each conv with `"complete": false`;
+`--time_budget` stops before a conv once that many seconds have passed.
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def time_layer(layer: ConvLayer, args: argparse.Namespace) -> dict[str, Any]:
 
 def choose(entries: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(choices, costs): the best stem variant, and per stage the formulation with the least
-    total time over the stage's convs (1x1x1 convs' missing folding counts as their taps)."""
+    total time over the stage's convs (1x1x1 convs' missing folding counts as their taps;
+    a stage not measured keeps 'native')."""
     choices: dict[str, Any] = {}
     costs: dict[str, Any] = {}
     stems = [entry for entry in entries if entry['role'] == 'stem']
@@ -267,8 +269,9 @@ def choose(entries: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
     per_stage = []
     for stage in range(1, NUM_STAGES + 1):
         in_stage = [e for e in entries if e['stage'] == stage and e['role'] != 'stem']
-        if not in_stage:
-            break
+        if not in_stage:  # Not measured (the time budget ran out): the native convs stay.
+            per_stage.append('native')
+            continue
         names = set(in_stage[0]['formulations']) | {'folded_taps_2d'}
         totals = {}
         for name in sorted(names):
@@ -280,7 +283,7 @@ def choose(entries: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
             totals[name] = total
         costs[f'stage {stage}'] = totals
         per_stage.append(min(totals, key=totals.get))
-    if len(per_stage) == NUM_STAGES:
+    if any(entry['role'] != 'stem' for entry in entries):
         choices['conv_formulation'] = tuple(per_stage)
     return choices, costs
 
