@@ -25,6 +25,12 @@ at the end, as `train.py` runs them (it reads each step's metrics one step later
 the same number of steps each waited for on its own is recorded beside it (`waited_median_ms`),
 so the host's per-step dispatch cost shows as their difference.
 
+`--model_overrides` (a JSON object of `config.model` fields, e.g. the conv formulations that
+`benchmarks/conv_shapes.py` found best) applies to every JAX measurement; `--profile_dir` makes
+each JAX measurement trace `--profile_steps` more steps with `jax.profiler` into
+`<profile_dir>/<measurement>` (a TensorBoard log directory) beside its compiled HLO text, which
+`r3d_jax.profiling` turns into a kernel table (`benchmarks/gpu_profile.py` does both).
+
 Each measurement runs in its own process: a failure, a hang (`--measurement_timeout`) or an
 out-of-memory error loses only its own figures, peak device memory is that measurement's own,
 and JAX and PyTorch never share a GPU's memory. The JSON (`--output`) is rewritten after each
@@ -41,20 +47,13 @@ so it runs on machines with JAX and PyTorch only.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import functools
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -64,8 +63,15 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from configs import r18_ucf101  # noqa: E402
+from r3d_jax import defaults, processes  # noqa: E402
+from r3d_jax.benchmarking import (  # noqa: E402
+    bf16_dense_peak_tflops,
+    time_steps,
+    versions,
+    write_json_atomically,
+)
 from r3d_jax.models import ARCHITECTURES  # noqa: E402
-from r3d_jax.models.layers import MAX_POOL_GRADIENTS, STEM_CONVS  # noqa: E402
+from r3d_jax.models.layers import MAX_POOL_GRADIENTS  # noqa: E402
 
 RECIPE = 'configs/r18_ucf101.py'
 # Split 1's training videos: the learning-rate schedule's steps per epoch, as in training.
@@ -75,17 +81,6 @@ TRAIN_FLOPS_PER_FORWARD = 3
 # The forward multiply-adds of one 16x112x112 clip through ResNet-18 with shortcut B.
 RESNET18_FORWARD_MACS = 8.31e9
 RESNET18_MACS_TOLERANCE = 0.005
-# Dense (not sparse) bf16 tensor-core peaks from NVIDIA's data sheets, in TFLOP/s, matched in
-# this order against the device name. The H200 has the H100 SXM's tensor cores and clocks.
-BF16_DENSE_PEAK_TFLOPS = (
-    ('H100 PCIe', 756.0),
-    ('H100 NVL', 835.0),
-    ('H200 NVL', 835.0),
-    ('H100', 989.0),
-    ('H200', 989.0),
-    ('A100', 312.0),
-    ('L40S', 362.0),
-)
 TINY = {
     'batch_size': 4,
     'clip_length': 8,
@@ -97,7 +92,6 @@ TINY = {
 }
 TINY_CPU_DEVICES = 4
 GIB = 2**30
-PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +112,9 @@ class Settings:
     num_devices: int  # JAX devices the step is mapped over; 0: all local devices.
     torch_compile_on_cpu: bool
     torch_eval_mode: str  # The PyTorch mode of 'torch_eval'; '': the fastest training mode.
+    model_overrides: dict[str, Any]  # config.model fields every JAX measurement sets.
+    profile_dir: str  # Where JAX measurements write a trace of `profile_steps` steps; '': none.
+    profile_steps: int
 
 
 class Skipped(Exception):
@@ -141,7 +138,13 @@ def benchmark_config(settings: Settings) -> Any:
     config.model.num_classes = settings.num_classes
     config.model.shortcut = settings.shortcut
     config.model.dtype = settings.dtype
+    config.model.update(config_values(settings.model_overrides))
     return config
+
+
+def config_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides read from JSON, with lists as the tuples config fields hold."""
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in overrides.items()}
 
 
 def random_clips(settings: Settings, leading_shape: tuple[int, ...]) -> tuple[Any, Any]:
@@ -155,40 +158,6 @@ def random_clips(settings: Settings, leading_shape: tuple[int, ...]) -> tuple[An
     )
     labels = rng.integers(0, settings.num_classes, leading_shape, dtype=np.int32)
     return clips, labels
-
-
-def time_steps(
-    step: Callable[[], Any], wait: Callable[[Any], Any], warmup_steps: int, timed_steps: int
-) -> tuple[dict[str, Any], Any]:
-    """Timings of `step` after `warmup_steps` calls, and its last output.
-
-    The first warm-up call compiles; its time is reported apart. Then `timed_steps` calls are
-    each waited for (`step_ms`), and as many again run back to back (`back_to_back_ms`, per step).
-    """
-    start = time.perf_counter()
-    output = step()
-    wait(output)
-    first_step_seconds = time.perf_counter() - start
-    for _ in range(warmup_steps - 1):
-        output = step()
-        wait(output)
-    step_ms = []
-    for _ in range(timed_steps):
-        start = time.perf_counter()
-        output = step()
-        wait(output)
-        step_ms.append(1000 * (time.perf_counter() - start))
-    start = time.perf_counter()
-    for _ in range(timed_steps):
-        output = step()
-    wait(output)
-    timing = {
-        'first_step_seconds': first_step_seconds,
-        'back_to_back_ms': 1000 * (time.perf_counter() - start) / timed_steps,
-        'waited_median_ms': statistics.median(step_ms),
-        'step_ms': step_ms,
-    }
-    return timing, output
 
 
 def rates(kind: str, batch_size: int, timing: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +240,30 @@ def jax_description(devices: list[Any]) -> dict[str, Any]:
     }
 
 
+def jax_profile(
+    settings: Settings, step: Callable[[], Any], compiled_text: Callable[[], str]
+) -> dict[str, Any]:
+    """Traces `settings.profile_steps` more steps into `settings.profile_dir` (a TensorBoard log
+    directory) and writes the compiled module's text beside it, named after the module."""
+    import jax
+
+    if not settings.profile_dir:
+        return {}
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0  # Python's calls would swamp the trace.
+    with jax.profiler.trace(settings.profile_dir, profiler_options=options):
+        for _ in range(settings.profile_steps):
+            output = step()
+        jax.block_until_ready(output)
+    text = compiled_text()
+    module = text.split(',', 1)[0].removeprefix('HloModule').strip()
+    hlo_path = os.path.join(settings.profile_dir, f'{module}.hlo.txt')
+    with open(f'{hlo_path}.tmp', 'w') as file:
+        file.write(text)
+    os.replace(f'{hlo_path}.tmp', hlo_path)
+    return {'profile_dir': settings.profile_dir, 'profile_hlo': hlo_path}
+
+
 def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) -> dict[str, Any]:
     """The training step of `train.py`: the same model, optimiser, state and pmapped step."""
     import jax
@@ -308,18 +301,22 @@ def measure_jax_train(settings: Settings, *, model_overrides: dict[str, Any]) ->
         step, jax.block_until_ready, settings.warmup_steps, settings.timed_steps
     )
     metrics = jax.device_get(metrics)
+    profile = jax_profile(
+        settings, step, lambda: p_train_step.lower(state, batch).compile().as_text()
+    )
     return {
         **rates('train', settings.batch_size, timing),
         'peak_memory_bytes': jax_peak_memory_bytes(devices),
         'final_loss': float(metrics['loss']),
         'finite': bool(metrics['finite']),
-        'model_overrides': model_overrides,
+        'model_overrides': {**settings.model_overrides, **model_overrides},
         **jax_description(devices),
+        **profile,
     }
 
 
 def measure_jax_eval(settings: Settings) -> dict[str, Any]:
-    """The evaluation forward pass of `eval.py` (softmax and loss per clip), recipe's stem."""
+    """The evaluation forward pass of `eval.py` (softmax and loss per clip)."""
     import jax
 
     from r3d_jax.models import create_model
@@ -332,17 +329,24 @@ def measure_jax_eval(settings: Settings) -> dict[str, Any]:
     clips, labels = random_clips(settings, jax_per_device_shape(settings, devices))
     batch = on_devices({'clips': clips, 'labels': labels}, devices)
     eval_step = pmapped_eval_step(model)
+    arguments = (variables, batch['clips'], batch['labels'])
     timing, _ = time_steps(
-        lambda: eval_step(variables, batch['clips'], batch['labels']),
+        lambda: eval_step(*arguments),
         jax.block_until_ready,
         settings.warmup_steps,
         settings.timed_steps,
     )
+    profile = jax_profile(
+        settings,
+        lambda: eval_step(*arguments),
+        lambda: eval_step.lower(*arguments).compile().as_text(),
+    )
     return {
         **rates('eval', settings.batch_size, timing),
         'peak_memory_bytes': jax_peak_memory_bytes(devices),
-        'model_overrides': {},
+        'model_overrides': settings.model_overrides,
         **jax_description(devices),
+        **profile,
     }
 
 
@@ -518,7 +522,7 @@ def alternative(field: str, choices: tuple[Any, ...]) -> tuple[str, dict[str, An
 # The recipe first (the figure that matters if a run is cut short), then one option changed.
 JAX_TRAIN_VARIANTS = (
     ('recipe', {}),
-    alternative('stem_conv', STEM_CONVS),
+    alternative('stem_conv', ('direct', 'space_to_depth')),
     alternative('max_pool_gradient', MAX_POOL_GRADIENTS),
     alternative('bn_fast_variance', (False, True)),
 )
@@ -549,23 +553,18 @@ MEASUREMENTS = (
 MEASUREMENTS_BY_NAME = {measurement.name: measurement for measurement in MEASUREMENTS}
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ends this process when the one that started it ends, however it ends (Linux).
-
-    A run cut short by a time-out must not leave a measurement holding the device.
-    """
-    if sys.platform == 'linux':
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
 def run_worker(spec_path: str) -> None:
-    """Runs the one measurement that `spec_path` names; writes its result where it says."""
+    """Runs the one measurement that `spec_path` names; writes its result where it says.
+
+    `processes.run_command` started this process, so it ends with the one that runs the
+    benchmark: a run cut short must not leave a measurement holding the device.
+    """
     with open(spec_path) as file:
         spec = json.load(file)
-    die_with_parent(spec['parent_pid'])
     settings = Settings(**spec['settings'])
+    if settings.profile_dir:
+        profile_dir = os.path.join(settings.profile_dir, spec['measurement'])
+        settings = dataclasses.replace(settings, profile_dir=profile_dir)
     try:
         result = {'status': 'ok', **MEASUREMENTS_BY_NAME[spec['measurement']].run(settings)}
     except Skipped as skipped:
@@ -591,40 +590,30 @@ def measure_in_subprocess(
             'measurement': measurement.name,
             'settings': dataclasses.asdict(settings),
             'result_path': result_path,
-            'parent_pid': os.getpid(),
         }
         write_json_atomically(spec_path, spec)
-        process = subprocess.Popen(
+        run = processes.run_command(
             [sys.executable, os.path.abspath(__file__), f'--worker={spec_path}'],
-            cwd=REPO,
+            timeout=timeout,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+            cwd=REPO,
         )
-        start = time.perf_counter()
-        try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # The whole group: torch.compile starts worker processes of its own.
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+        if run.returncode is None:
             return {
                 'status': 'error',
                 'error': f'Timed out after {timeout:.0f} s (--measurement_timeout).',
-                'output_tail': output[-3000:],
+                'output_tail': run.output[-3000:],
             }
         if not os.path.exists(result_path):
             return {
                 'status': 'error',
-                'error': f'The measurement process exited with code {process.returncode} '
+                'error': f'The measurement process exited with code {run.returncode} '
                 'before writing a result.',
-                'output_tail': output[-3000:],
+                'output_tail': run.output[-3000:],
             }
         with open(result_path) as file:
             result = json.load(file)
-        result['process_seconds'] = time.perf_counter() - start
+        result['process_seconds'] = run.seconds
         return result
 
 
@@ -668,14 +657,6 @@ def count_flops(settings: Settings) -> dict[str, Any]:
         'resnet18_b_16x112x112_matches': abs(resnet18_macs / RESNET18_FORWARD_MACS - 1)
         <= RESNET18_MACS_TOLERANCE,
     }
-
-
-def bf16_dense_peak_tflops(device_name: str) -> float | None:
-    """The data-sheet dense bf16 peak of a known GPU, else None."""
-    for pattern, tflops in BF16_DENSE_PEAK_TFLOPS:
-        if pattern.lower() in device_name.lower():
-            return tflops
-    return None
 
 
 def device_name(result: dict[str, Any]) -> str | None:
@@ -731,26 +712,6 @@ def ratios(measurements: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # Report.
 
 
-def write_json_atomically(path: str, data: Any) -> None:
-    """Readers see the previous file or the new one, never half of one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = f'{path}.tmp'
-    with open(temporary, 'w') as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
-
-
-def versions() -> dict[str, str | None]:
-    found = {'python': platform.python_version()}
-    for package in ('jax', 'jaxlib', 'flax', 'optax', 'torch'):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
-
-
 LABEL_WIDTH = 50
 
 
@@ -762,7 +723,10 @@ def format_header(settings: dict[str, Any]) -> str:
         f'{settings["clip_length"]}x{settings["crop_size"]}x{settings["crop_size"]} clips, '
         f'JAX in {settings["dtype"]}; {settings["warmup_steps"]} warm-up + '
         f'{settings["timed_steps"]} steps back to back (and as many each waited for: '
-        '"waited").',
+        '"waited")' + (
+            f'; every JAX measurement with config.model {settings["model_overrides"]}.'
+            if settings['model_overrides'] else '.'
+        ),
         f'{"measurement":<{LABEL_WIDTH}} {"ms/batch":>8} {"waited":>7} {"clips/s":>9} '
         f'{"TFLOP/s":>9} {"% peak":>7} {"peak GiB":>9}',
     ))
@@ -867,6 +831,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument('--torch_compile_on_cpu', action='store_true')
     parser.add_argument(
+        '--model_overrides', default='{}',
+        help='JSON object of config.model fields that every JAX measurement sets, e.g. '
+        '\'{"stem_conv": "space_to_depth_padded"}\'.',
+    )
+    parser.add_argument(
+        '--profile_dir', default='',
+        help='Where each JAX measurement writes a jax.profiler trace (TensorBoard log directory '
+        '<profile_dir>/<measurement>) of --profile_steps more steps and its compiled HLO text.',
+    )
+    parser.add_argument('--profile_steps', type=int, default=3)
+    parser.add_argument(
         '--measurement_timeout', type=float, default=600, help='Seconds per measurement.'
     )
     parser.add_argument('--output', default='workdirs/benchmarks/train_step.json')
@@ -898,6 +873,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f'{", ".join(MEASUREMENTS_BY_NAME)}.')
     if args.warmup_steps < 1 or args.timed_steps < 1:
         parser.error('--warmup_steps and --timed_steps must be at least 1.')
+    try:
+        overrides = json.loads(args.model_overrides)
+    except json.JSONDecodeError as error:
+        parser.error(f'--model_overrides is not JSON: {error}.')
+    if not isinstance(overrides, dict):
+        parser.error(f'--model_overrides must be a JSON object; got {args.model_overrides}.')
+    config = r18_ucf101.get_config()
+    config.model.update(config_values(overrides))
+    try:
+        defaults.check_known_fields(config)
+    except defaults.ConfigError as error:
+        parser.error(f'--model_overrides: {error}')
+    args.model_overrides = overrides
     return args
 
 
@@ -954,6 +942,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         num_devices=args.num_devices,
         torch_compile_on_cpu=args.torch_compile_on_cpu,
         torch_eval_mode=args.torch_eval_mode,
+        model_overrides=args.model_overrides,
+        profile_dir=os.path.abspath(args.profile_dir) if args.profile_dir else '',
+        profile_steps=args.profile_steps,
     )
 
 

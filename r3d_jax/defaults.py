@@ -127,9 +127,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.stem_temporal_kernel = 7
     config.model.stem_temporal_stride = 1
     config.model.stem_max_pool = True
-    # How the stem conv is computed, with the same parameters and values: 'direct', or
-    # 'space_to_depth' (a 7x4x4 conv over 2x2 pixel blocks in 12 channels; faster on GPUs).
+    # How the stem conv is computed, with the same parameters and values: 'direct';
+    # 'space_to_depth' (a 7x4x4 conv over 2x2 pixel blocks in 12 channels; faster on GPUs);
+    # 'space_to_depth_padded' (those channels zero-padded to 16); 'space_to_depth_temporal_taps'
+    # (that conv as one 2D conv per temporal tap, summed); 'space_to_depth_folded' (one 2D conv
+    # over the taps folded into channels). See r3d_jax/models/conv_formulations.py.
     config.model.stem_conv = 'space_to_depth'
+    # How each stage's (1 to 4) other convolutions are computed, with the same parameters and
+    # values: 'native' (a 3D conv), 'temporal_taps_2d' (one 2D conv per temporal tap, summed) or
+    # 'folded_taps_2d' (one 2D conv over the taps folded into channels).
+    config.model.conv_formulation = ('native', 'native', 'native', 'native')
     # How the stem max pool's gradient is computed, routed to the same entries: 'saved_indices'
     # (the forward pass records each window's winner) or 'select_and_scatter' (XLA's own).
     config.model.max_pool_gradient = 'saved_indices'

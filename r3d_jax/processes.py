@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from r3d_jax import console
@@ -100,3 +102,59 @@ def worker_pool(
         initializer=_initialise_worker,
         initargs=(os.getpid(), console.native_output_log(), initializer, initargs),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandResult:
+    returncode: int | None  # None: killed at its time-out.
+    output: str  # stdout and stderr, interleaved.
+    seconds: float
+
+
+# Run by `run_command` in the child: arm the death signal, then become the command (the signal
+# survives exec).
+_TRAMPOLINE = (
+    'import sys; sys.path.insert(0, sys.argv[1]); '
+    'from r3d_jax.processes import _exec_with_parent; _exec_with_parent()'
+)
+
+
+def _exec_with_parent() -> None:
+    """argv: [-c, package root, parent pid, command...]."""
+    die_with_parent(int(sys.argv[2]))
+    os.execvp(sys.argv[3], sys.argv[3:])
+
+
+def run_command(
+    command: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> CommandResult:
+    """Runs `command` with its output captured, ended with this process, and killed with its
+    whole process group once `timeout` seconds have passed.
+
+    The command becomes a process group of its own (programs that start helpers, such as
+    torch.compile, are killed whole); its death signal is armed before it starts, so it ends
+    even when this process is killed with SIGKILL.
+    """
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, '-c', _TRAMPOLINE, package_root, str(os.getpid()), *command],
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        returncode: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        returncode = None
+    return CommandResult(returncode, output, time.perf_counter() - start)

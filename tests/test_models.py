@@ -9,7 +9,8 @@ import pytest
 
 from r3d_jax import defaults
 from r3d_jax.models import create_model, init_variables
-from r3d_jax.models.layers import Shortcut, stem_conv_direct, stem_conv_space_to_depth
+from r3d_jax.models.conv_formulations import stem_conv_direct, stem_conv_space_to_depth
+from r3d_jax.models.layers import Shortcut
 from r3d_jax.models.resnet import ARCHITECTURES, ResNet3D
 
 SMALL_CLIP = (1, 8, 32, 32, 3)

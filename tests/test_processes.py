@@ -1,5 +1,5 @@
-"""Worker pools whose processes end with their parent, even when it is killed with SIGKILL, and
-that drop the work not begun when their block is left by an exception."""
+"""Worker pools and commands whose processes end with their parent, even one killed with
+SIGKILL, and pools that drop the work not begun when their block is left by an exception."""
 
 from __future__ import annotations
 
@@ -75,3 +75,62 @@ def test_leaving_a_pool_by_an_exception_drops_the_work_not_begun():
     # Only the tasks already handed to the worker ran; the rest would take 20 s.
     assert time.monotonic() - started < 5
     assert sum(future.cancelled() for future in futures) >= 35
+
+
+def test_a_command_runs_with_its_output_and_exit_code():
+    result = processes.run_command(
+        [sys.executable, '-c', 'import sys; print("out"); sys.exit(3)'], timeout=30
+    )
+    assert result.returncode == 3 and result.output.strip() == 'out'
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path):
+    pid_file = tmp_path / 'child.pid'
+    script = (
+        'import subprocess, sys, time; '
+        'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]); '
+        f'open({str(pid_file)!r}, "w").write(str(child.pid)); time.sleep(600)'
+    )
+    start = time.monotonic()
+    result = processes.run_command([sys.executable, '-c', script], timeout=3)
+    assert result.returncode is None and time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def test_a_command_ends_when_the_process_that_ran_it_is_killed(tmp_path):
+    pid_file = tmp_path / 'command.pid'
+    runner = textwrap.dedent(
+        """
+        import sys
+        from r3d_jax import processes
+        command = (
+            'import os, sys, time; open(sys.argv[1], "w").write(str(os.getpid())); '
+            'time.sleep(600)'
+        )
+        processes.run_command([sys.executable, '-c', command, sys.argv[1]], timeout=600)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, '-c', runner, str(pid_file)],
+        cwd=REPO,
+        env={**os.environ, 'PYTHONPATH': REPO},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        command = int(pid_file.read_text())
+        assert _alive(command)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(command) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(command)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -156,7 +156,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     )
 }
 # The config.model fields every family reads.
-_SHARED_FIELDS = ('num_classes', 'stem_conv', 'bn_momentum', 'bn_epsilon', 'bn_fast_variance')
+_SHARED_FIELDS = (
+    'num_classes', 'stem_conv', 'conv_formulation', 'bn_momentum', 'bn_epsilon', 'bn_fast_variance'
+)
 
 
 def valid_models() -> str:

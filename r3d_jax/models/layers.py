@@ -7,10 +7,10 @@ BatchNorm outputs, while BatchNorm statistics are reduced in float32 (Flax's
 `force_float32_reductions`).
 
 Every convolution of every family is built by one `ConvFactory` (`VideoClassifier.conv_factory`,
-one per stage), so how a convolution is computed can be chosen there without touching the
-families. A convolution keeps one stored kernel [kt, kh, kw, in / groups, out] however it is
-computed; the stem's 3-channel conv, for instance, is computed directly or, faster on GPUs, on
-space-to-depth blocks (`stem_conv`) from the same kernel.
+one per stage), so how a convolution is computed is chosen there without touching the families.
+A convolution keeps one stored kernel [kt, kh, kw, in / groups, out] however it is computed: the
+stem's 3-channel conv directly or on space-to-depth blocks (`stem_conv`), each stage's others
+natively or as exactly equal 2D convs (`conv_formulation`; `conv_formulations.py`).
 
 One known difference from PyTorch: BatchNorm running variances are updated with the biased
 batch variance (Flax) where PyTorch uses the unbiased one; outputs and gradients are the same.
@@ -30,22 +30,29 @@ import numpy as np
 from jax import lax
 
 from r3d_jax.defaults import ConfigError
+from r3d_jax.models.conv_formulations import (
+    CHANNELS_LAST_3D,
+    CONV_FORMULATIONS,
+    STEM_CONV_FORMULATIONS,
+    STEM_SPATIAL_KERNEL,
+)
 from r3d_jax.models.max_pool import max_pool_3d
 
 Triple = tuple[int, int, int]
 ModuleDef = Callable[..., nn.Module]
 
 # How the stem conv is computed; all give the same values from the same stored kernel.
-STEM_CONVS = ('direct', 'space_to_depth')
+STEM_CONVS = tuple(STEM_CONV_FORMULATIONS)
+# How each stage's other convolutions are computed, likewise (`config.model.conv_formulation`).
+CONV_FORMULATION_CHOICES = tuple(CONV_FORMULATIONS)
+NUM_STAGES = 4  # Stages 1-4 of every layout; stage 0 is the stem.
 # How the max pool's gradient is computed; both route it to the same entries.
 MAX_POOL_GRADIENTS = ('saved_indices', 'select_and_scatter')
 SHORTCUTS = ('A', 'B')
 # float64 serves numerical checks and needs `jax.enable_x64`.
 DTYPES = ('float32', 'bfloat16', 'float16', 'float64')
 # Every stem's first conv has the same spatial geometry: kernel 7, stride 2, padding 3.
-STEM_SPATIAL_KERNEL = 7
 STEM_WIDTH = 64
-_CONV_DIMENSIONS = ('NDHWC', 'DHWIO', 'NDHWC')
 
 # Kaiming normal, fan_out, ReLU gain: std = sqrt(2 / (out_channels * kernel volume)).
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -72,6 +79,7 @@ class Conv(nn.Module):
     padding: Triple  # Symmetric zero padding per axis.
     groups: int
     dtype: Any
+    formulation: str = 'native'  # One of CONV_FORMULATION_CHOICES.
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -83,65 +91,14 @@ class Conv(nn.Module):
             )
         kernel_shape = (*self.kernel_size, in_features // self.groups, self.features)
         kernel = self.param('kernel', conv_kernel_init, kernel_shape, jnp.float32)
-        return lax.conv_general_dilated(
+        return CONV_FORMULATIONS[self.formulation](
             x.astype(self.dtype),
             kernel.astype(self.dtype),
             window_strides=self.strides,
             padding=tuple((p, p) for p in self.padding),
-            dimension_numbers=_CONV_DIMENSIONS,
+            dimension_numbers=CHANNELS_LAST_3D,
             feature_group_count=self.groups,
         )
-
-
-def stem_conv_direct(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
-    """The stem conv as written: kernel [kt, 7, 7, C, O], stride (st, 2, 2), pad (kt//2, 3, 3)."""
-    temporal_padding = kernel.shape[0] // 2
-    return lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=(temporal_stride, 2, 2),
-        padding=((temporal_padding, temporal_padding), (3, 3), (3, 3)),
-        dimension_numbers=_CONV_DIMENSIONS,
-    )
-
-
-def stem_conv_space_to_depth(x: jax.Array, kernel: jax.Array, temporal_stride: int) -> jax.Array:
-    """The same conv as `stem_conv_direct`, computed on 2x2 spatial blocks.
-
-    A 7-tap stride-2 conv equals a 4-tap stride-1 conv over pairs of pixels once the kernel is
-    padded to 8 taps with a zero: x [N,T,H,W,C] becomes [N,T,H'/2,W'/2,4C] and the kernel
-    [kt,7,7,C,O] becomes [kt,4,4,4C,O]. GPUs run this far faster than the 3-channel stride-2
-    conv. It applies to every input size: an odd H or W gets one more zero row (column) of
-    padding, which only ever meets the kernel's zero tap, so the values are exactly the direct
-    conv's, and gradients flow to the stored 7x7 kernel.
-    """
-    n, t, h, w, c = x.shape
-    kt, kh, kw, kc, out_features = kernel.shape
-    if (kh, kw) != (STEM_SPATIAL_KERNEL, STEM_SPATIAL_KERNEL) or kc != c:
-        raise ValueError(
-            f'stem kernel {kernel.shape} does not fit [kt, 7, 7, {c}, O] for input {x.shape}.'
-        )
-    x = jnp.pad(x, ((0, 0), (0, 0), (3, 3 + h % 2), (3, 3 + w % 2), (0, 0)))
-    blocks_h, blocks_w = x.shape[2] // 2, x.shape[3] // 2
-    x = x.reshape(n, t, blocks_h, 2, blocks_w, 2, c)
-    x = x.transpose(0, 1, 2, 4, 3, 5, 6).reshape(n, t, blocks_h, blocks_w, 4 * c)
-    kernel = jnp.pad(kernel, ((0, 0), (0, 1), (0, 1), (0, 0), (0, 0)))
-    kernel = kernel.reshape(kt, 4, 2, 4, 2, c, out_features)
-    kernel = kernel.transpose(0, 1, 3, 2, 4, 5, 6).reshape(kt, 4, 4, 4 * c, out_features)
-    temporal_padding = kt // 2
-    return lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=(temporal_stride, 1, 1),
-        padding=((temporal_padding, temporal_padding), (0, 0), (0, 0)),
-        dimension_numbers=_CONV_DIMENSIONS,
-    )
-
-
-STEM_CONV_FUNCTIONS: dict[str, Callable[[jax.Array, jax.Array, int], jax.Array]] = {
-    'direct': stem_conv_direct,
-    'space_to_depth': stem_conv_space_to_depth,
-}
 
 
 class StemConv(nn.Module):
@@ -164,7 +121,7 @@ class StemConv(nn.Module):
         )
         kernel = self.param('kernel', conv_kernel_init, kernel_shape, jnp.float32)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        return STEM_CONV_FUNCTIONS[self.method](x, kernel, self.temporal_stride)
+        return STEM_CONV_FORMULATIONS[self.method](x, kernel, self.temporal_stride)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +134,7 @@ class ConvFactory:
 
     dtype: Any
     stem_method: str  # One of STEM_CONVS.
+    formulation: str = 'native'  # One of CONV_FORMULATION_CHOICES, for all but the stem conv.
 
     def __call__(
         self,
@@ -195,6 +153,7 @@ class ConvFactory:
             triple(padding),
             groups,
             self.dtype,
+            self.formulation,
             name=name,
         )
 
@@ -324,6 +283,7 @@ class VideoClassifier(nn.Module):
 
     num_classes: int = 101
     stem_conv: str = 'space_to_depth'
+    conv_formulation: tuple[str, ...] = ('native',) * NUM_STAGES  # Stages 1-4.
     dtype: Any = jnp.float32
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
@@ -344,6 +304,12 @@ class VideoClassifier(nn.Module):
     def check_fields(self) -> None:
         """Rejects unknown options early, naming the config field to fix."""
         check_choices(self, {'stem_conv': STEM_CONVS})
+        formulations = tuple(self.conv_formulation)
+        if len(formulations) != NUM_STAGES or not set(formulations) <= set(CONV_FORMULATIONS):
+            raise ConfigError(
+                f'config.model.conv_formulation={self.conv_formulation!r} must name one of '
+                f'{CONV_FORMULATION_CHOICES} for each of the {NUM_STAGES} stages.'
+            )
         if jnp.dtype(self.dtype).name not in DTYPES:
             raise ConfigError(f'config.model.dtype={self.dtype!r} is not one of {DTYPES}.')
         check_positive_integers(self, ('num_classes',))
@@ -367,11 +333,11 @@ class VideoClassifier(nn.Module):
     def conv_factory(self, stage: int) -> ConvFactory:
         """The convolutions of `stage` (0: the stem; 1-4: the four stages of the layouts).
 
-        Every stage computes its convolutions the same way for now; a per-stage choice read
-        from the model's options belongs here.
+        The stem conv is computed as `stem_conv` says, a stage's convolutions as its entry of
+        `conv_formulation` says; any other convolution of the stem natively.
         """
-        del stage
-        return ConvFactory(self.dtype, self.stem_conv)
+        formulation = self.conv_formulation[stage - 1] if stage > 0 else 'native'
+        return ConvFactory(self.dtype, self.stem_conv, formulation)
 
     def batch_norm(self, train: bool) -> ModuleDef:
         """BatchNorm with the model's options; batch statistics in training mode."""
