@@ -16,8 +16,9 @@ nothing shared) and writing does not scale (one process).
   `utils/video_jpg_ucf101_hmdb51.py`) runs the ffmpeg CLI once per video, writing one JPEG file
   per frame (`ffmpeg -i v.avi -vf scale=-1:<size> image_%05d.jpg`); it is timed too when ffmpeg
   is installed, each ffmpeg with one thread, so that one process is one worker.
-- Kinetics-like: 10 s H.264 MP4 clips at 30 fps, half 640x360 and half 340x256, in one flat
-  folder with its CSVs, projected onto Kinetics-400's ~240 k training clips of ~300 frames.
+- Kinetics-like: 10 s H.264 MP4 clips at 30 fps, half 640x360 and half 340x256, in label
+  folders with their CSVs (`synthetic.generate_kinetics_benchmark`), projected onto
+  Kinetics-400's ~240 k training clips of ~300 frames.
 """
 
 from __future__ import annotations
@@ -37,14 +38,12 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from r3d_jax import defaults, processes
+from r3d_jax import defaults
 from r3d_jax.data import build_cache, layouts, synthetic
-from r3d_jax.data.synthetic import render
+from r3d_jax.data.synthetic import kinetics as synthetic_kinetics
 
 UCF101_FRAMES = 2_500_000
 KINETICS400_FRAMES = 240_000 * 300
-KINETICS_SIZES = ((640, 360), (340, 256))
-KINETICS_SECONDS, KINETICS_FPS = 10, 30
 PROJECTION_CORES = 16
 
 
@@ -196,49 +195,15 @@ def ucf101_like(args: argparse.Namespace, work_dir: str, workers: int) -> None:
 # Kinetics-like clips.
 
 
-@dataclasses.dataclass(frozen=True)
-class _Clip:
-    path: str
-    size: tuple[int, int]
-    seed: int
-
-
-def _write_clip(clip: _Clip) -> None:
-    """A 10 s clip whose scene pans: real motion for the encoder, cheap to render."""
-    motion = render.motion_classes()[clip.seed % 3]
-    frames = render.panning_frames(motion, KINETICS_SECONDS * KINETICS_FPS, (clip.seed,),
-                                   clip.size)
-    render.write_video(clip.path, frames, KINETICS_FPS, render.H264_MP4)
-
-
-def kinetics_tree(root: str, num_clips: int, workers: int) -> dict[str, str]:
-    """Flat `<id>_<start>_<end>.mp4` clips and their CSVs; all train, the last two validation."""
-    videos_dir = os.path.join(root, 'videos')
-    os.makedirs(videos_dir)
-    rows, clips = [], []
-    for i in range(num_clips):
-        label, stem = f'label {i % 2}', f'clip{i:07d}_{0:06d}_{KINETICS_SECONDS:06d}'
-        rows.append(f'{label},clip{i:07d},0,{KINETICS_SECONDS},train\n')
-        clips.append(_Clip(os.path.join(videos_dir, f'{stem}.mp4'),
-                           KINETICS_SIZES[i % len(KINETICS_SIZES)], i))
-    with processes.worker_pool(min(workers, num_clips)) as pool:
-        list(pool.map(_write_clip, clips))
-    header = 'label,youtube_id,time_start,time_end,split\n'
-    sources = {'videos_dir': videos_dir, 'train_csv': os.path.join(root, 'train.csv'),
-               'val_csv': os.path.join(root, 'validate.csv')}
-    with open(sources['train_csv'], 'w') as f:
-        f.writelines([header, *rows[:-2]])
-    with open(sources['val_csv'], 'w') as f:
-        f.writelines([header, *rows[-2:]])
-    return sources
-
-
 def kinetics_like(args: argparse.Namespace, work_dir: str, workers: int) -> None:
-    sources = kinetics_tree(os.path.join(work_dir, 'kinetics_raw'), args.kinetics_clips, workers)
-    frames = args.kinetics_clips * KINETICS_SECONDS * KINETICS_FPS
-    sizes = ' and '.join(f'{w}x{h}' for w, h in KINETICS_SIZES)
-    print(f'\nKinetics-like: {args.kinetics_clips} H.264 clips of {KINETICS_SECONDS} s at '
-          f'{KINETICS_FPS} fps ({sizes}), {frames} frames -> short side {args.frame_short_side}')
+    sources = synthetic.generate_kinetics_benchmark(
+        os.path.join(work_dir, 'kinetics_raw'), args.kinetics_clips, workers=workers
+    ).sources
+    seconds, fps = synthetic_kinetics.BENCHMARK_SECONDS, synthetic_kinetics.BENCHMARK_FPS
+    frames = args.kinetics_clips * seconds * fps
+    sizes = ' and '.join(f'{w}x{h}' for w, h in synthetic_kinetics.BENCHMARK_SIZES)
+    print(f'\nKinetics-like: {args.kinetics_clips} H.264 clips of {seconds} s at {fps} fps '
+          f'({sizes}), {frames} frames -> short side {args.frame_short_side}')
     rows, phases = [], {}
     for count in sorted({1, workers}):
         data = _data_config('kinetics', os.path.join(work_dir, f'kinetics_{count}'),

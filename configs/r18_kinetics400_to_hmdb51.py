@@ -1,15 +1,12 @@
 r"""ResNet-18 trained here on Kinetics-400, fine-tuned on HMDB-51 split 1.
 
 Train `configs/r18_kinetics400.py` first. Its best checkpoint (by validation accuracy) is the
-starting point, linked to where `config.init_from` expects it; its 400-way classifier is
-replaced by a fresh 51-way one (`config.init_from_skip`):
+starting point (`config.init_from='workdirs/r18_kinetics400:best'`); its 400-way classifier
+is replaced by a fresh 51-way one (`config.init_from_skip`):
 
     python -m r3d_jax.data.build --dataset=hmdb51 --videos_dir=hmdb51_org \
         --splits_dir=testTrainMulti_7030_splits --split=1 --data_dir=data/tfds \
         --frame_short_side=128
-    mkdir -p weights && ln -sfn "$(python -c "from r3d_jax import checkpoints; \
-        print(checkpoints.find_checkpoint('workdirs/r18_kinetics400', 'best'))")" \
-        weights/r18_kinetics400_best
     python train.py --config=configs/r18_kinetics400_to_hmdb51.py --workdir=workdirs/k400_hmdb51
 
 The rest is the reference's fine-tuning, as in `configs/r18_hmdb51_finetune.py`: only conv5_x
@@ -31,6 +28,6 @@ def get_config() -> ml_collections.ConfigDict:
     config = defaults.recipe_beside(__file__, 'r18_hmdb51_finetune.py')
 
     # The Kinetics-400 run's best checkpoint, with a fresh classifier for HMDB-51's classes.
-    config.init_from = 'weights/r18_kinetics400_best'
+    config.init_from = 'workdirs/r18_kinetics400:best'
     config.init_from_skip = ('fc',)
     return config

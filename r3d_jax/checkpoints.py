@@ -292,3 +292,12 @@ def find_checkpoint(workdir: str, which: str = 'latest') -> str:
     if step is None:
         raise none_yet
     return os.path.join(directory, str(step))
+
+
+def resolve_checkpoint(reference: str) -> str:
+    """The checkpoint directory `reference` names: a directory, or `<workdir>:best` /
+    `<workdir>:latest` for a training run's best or latest checkpoint."""
+    workdir, separator, which = reference.rpartition(':')
+    if separator and which in CHECKPOINT_WHICH:
+        return find_checkpoint(workdir, which)
+    return find_checkpoint('', reference)

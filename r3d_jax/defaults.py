@@ -186,7 +186,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.final_eval_modes = ('video',)
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 3  # The latest K, plus the best by validation accuracy.
-    config.init_from = ''  # A checkpoint to start from, e.g. one written by convert_torch.
+    # A checkpoint to start from: a directory (e.g. one written by convert_torch), or
+    # '<workdir>:best' / '<workdir>:latest' for a training run's best or latest checkpoint.
+    config.init_from = ''
     # Top-level modules that keep their fresh initialisation instead of `init_from`'s values,
     # e.g. ('fc',) to replace the classifier when fine-tuning on other classes.
     config.init_from_skip = ()

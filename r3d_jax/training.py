@@ -109,8 +109,9 @@ def initial_variables(
             for collection, tree in variables.items()
         }
 
-    source = f'config.init_from checkpoint {config.init_from}'
-    loaded, metadata = checkpoints.load_variables(config.init_from)
+    directory = checkpoints.resolve_checkpoint(config.init_from)
+    source = f'config.init_from checkpoint {directory}'
+    loaded, metadata = checkpoints.load_variables(directory)
     variables = without_skipped(loaded)
     checkpoints.check_variables_fit(variables, without_skipped(expected), source)
     _warn_on_other_normalisation(config, metadata, source)

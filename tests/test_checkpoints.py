@@ -75,6 +75,11 @@ def test_the_latest_k_and_the_best_validated_checkpoint_are_kept(tmp_path):
     manager.close()
     assert checkpoints.find_checkpoint(str(tmp_path), 'latest').endswith(f'{os.sep}5')
     assert checkpoints.find_checkpoint(str(tmp_path), 'best').endswith(f'{os.sep}2')
+    # As config.init_from names another run's checkpoint.
+    assert checkpoints.resolve_checkpoint(f'{tmp_path}:best').endswith(f'{os.sep}2')
+    assert checkpoints.resolve_checkpoint(f'{tmp_path}:latest').endswith(f'{os.sep}5')
+    step_dir = os.path.join(checkpoints.checkpoints_directory(str(tmp_path)), '4')
+    assert checkpoints.resolve_checkpoint(step_dir) == step_dir
 
 
 def test_an_unreadable_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, caplog):

@@ -130,7 +130,9 @@ def test_too_few_clips_for_the_damage_asked_for_are_refused(tmp_path):
 def test_the_benchmark_tree_holds_10_second_clips_at_30_fps_in_two_sizes(tmp_path):
     tree = synthetic.generate_kinetics_benchmark(str(tmp_path / 'bench'), 2, workers=1)
     clips = _clips(tree.sources['videos_dir'])
-    assert len(clips) == 2 and len(_rows(tree.sources['train_csv'])) == 2
+    train, val = _rows(tree.sources['train_csv']), _rows(tree.sources['val_csv'])
+    assert len(clips) == 2 and (len(train), len(val)) == (1, 1)
+    assert {row['label'] for row in val} <= {row['label'] for row in train}
     found = sorted(_open(os.path.join(tree.sources['videos_dir'], clip)) for clip in clips)
     assert [(w, h, fps, n) for _, codec, w, h, fps, n in found if codec == 'h264'] == [
         (340, 256, 30, 300), (640, 360, 30, 300)

@@ -130,20 +130,23 @@ def plan(parameters: tree.Parameters) -> tree.Plan:
 
 def benchmark_plan(num_clips: int, seed: int) -> tree.Plan:
     """`num_clips` clips of 10 s at 30 fps, half 640x360 and half 340x256, H.264, in label
-    folders; every tenth is listed for validation. Each frame is the first one shifted, so
-    rendering costs little next to encoding."""
-    if num_clips < 1:
-        raise ValueError(f'num_clips must be at least 1, got {num_clips}.')
-    motions = render.motion_classes()[:BENCHMARK_CLASSES]
+    folders; the last tenth (at least one) are listed for validation, with labels that the
+    training clips have too. Each frame is the first one shifted, so rendering costs little
+    next to encoding."""
+    if num_clips < 2:
+        raise ValueError(f'num_clips must be at least 2 (train and validation), got {num_clips}.')
+    num_val = max(1, num_clips // 10)
+    num_classes = min(BENCHMARK_CLASSES, num_clips - num_val)
+    motions = render.motion_classes()[:num_classes]
     rng = np.random.default_rng([seed, 7])
     ids = tree.youtube_ids(rng, num_clips)
     videos, rows = [], {'train': [], 'val': []}
     for index, youtube_id in enumerate(ids):
-        label = index % len(motions)
+        split = 'val' if index >= num_clips - num_val else 'train'
+        label = index % num_classes
         name = label_name(motions, label)
         start = int(rng.integers(0, 290))
         end = start + BENCHMARK_SECONDS
-        split = 'val' if index % 10 == 9 else 'train'
         row = [name, youtube_id, start, end, split]
         rows[split].append([*row, 0] if split == 'train' else row)
         videos.append(
