@@ -2,11 +2,10 @@
 
     python .ci/check_installed_package.py CHECKOUT   # Run from a directory outside CHECKOUT.
 
-Fails if `r3d_jax` is imported from the checkout rather than the installed package, if the
-training, evaluation or prediction command does not print its help (absl exits with status 1
-after `--help`), or if a module of the package does not import. A module is skipped only when
-what it cannot import is an optional extra (PyTorch, Apache Beam) that is not installed, and the
-skip is printed.
+Fails if `r3d_jax` is imported from the checkout rather than the installed package, if one of its
+commands does not print its help (absl exits with status 1 after `--help`), or if a module of the
+package does not import. A module is skipped only when what it cannot import is an optional extra
+(PyTorch, Apache Beam) that is not installed, and the skip is printed.
 """
 
 from __future__ import annotations
@@ -18,7 +17,14 @@ import subprocess
 import sys
 
 OPTIONAL_EXTRAS = {'torch': 'requirements-torch.txt', 'apache_beam': 'requirements-beam.txt'}
-COMMANDS = {'r3d-train': '--workdir', 'r3d-eval': '--checkpoint', 'r3d-predict': '--top_k'}
+COMMANDS = {
+    'r3d-train': '--workdir',
+    'r3d-eval': '--checkpoint',
+    'r3d-predict': '--top_k',
+    'r3d-build': '--videos_dir',
+    'r3d-convert': '--to_torch',
+    'r3d-export': '--output',
+}
 
 
 def check_location(checkout: str) -> list[str]:

@@ -38,32 +38,36 @@ SOURCE_FLAGS = ('videos_dir', 'splits_dir', 'train_csv', 'val_csv', 'annotations
 IDENTITY_FIELDS = sorted({field for layout in layouts.LAYOUTS.values()
                           for field in layout.config_fields})
 
-flags.DEFINE_enum('dataset', None, sorted(layouts.LAYOUTS), 'The dataset layout.')
-flags.DEFINE_string('videos_dir', '', 'The videos (every layout).')
-flags.DEFINE_string('splits_dir', '', 'UCF-101, HMDB-51: the split files; video_list: the lists.')
-flags.DEFINE_string('train_csv', '', 'Kinetics: the training annotations CSV.')
-flags.DEFINE_string('val_csv', '', 'Kinetics: the validation annotations CSV.')
-flags.DEFINE_string('annotations', '', 'ActivityNet: activity_net.v1-3.min.json.')
-flags.DEFINE_integer('split', _DEFAULTS.split_number, 'UCF-101, HMDB-51: official split 1-3.')
-flags.DEFINE_integer('kinetics_version', _DEFAULTS.kinetics_version, 'Kinetics: 400, 600, 700.')
-flags.DEFINE_string('video_list_name', _DEFAULTS.video_list_name,
-                    'video_list: the name of your dataset on disk.')
-flags.DEFINE_float('video_list_test_fraction', _DEFAULTS.video_list_test_fraction,
-                   'video_list from class folders: share of each class held out for testing.')
-flags.DEFINE_integer('video_list_seed', _DEFAULTS.video_list_seed,
-                     'video_list from class folders: the seed that draws the test videos.')
-flags.DEFINE_string('data_dir', None, 'TFDS data directory to write.')
-flags.DEFINE_integer('frame_short_side', _DEFAULTS.frame_short_side, 'Stored frame short side.')
-flags.DEFINE_integer('jpeg_quality', _DEFAULTS.jpeg_quality, 'Stored JPEG quality.')
-flags.DEFINE_float('max_skip_fraction', None,
-                   "Largest share of a split that may be skipped; default: the layout's.")
-flags.DEFINE_integer('workers', 0, 'Decoding processes; 0: one per CPU core.')
-flags.DEFINE_integer('chunk_size', build_cache.DEFAULT_CHUNK_SIZE,
-                     'Videos per chunk of the resumable build cache.')
-flags.DEFINE_string('beam_runner', '', 'Decode with Apache Beam on this runner (DirectRunner...).')
-flags.DEFINE_string('beam_options', '', 'Beam pipeline options: key=value,key=value.')
-flags.mark_flags_as_required(['dataset', 'data_dir'])
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command's flags, defined when it starts (see `r3d_jax.cli.common.start`)."""
+    flags.DEFINE_enum('dataset', None, sorted(layouts.LAYOUTS), 'The dataset layout.')
+    flags.DEFINE_string('videos_dir', '', 'The videos (every layout).')
+    flags.DEFINE_string('splits_dir', '', 'UCF-101, HMDB-51: the split files; video_list: the lists.')
+    flags.DEFINE_string('train_csv', '', 'Kinetics: the training annotations CSV.')
+    flags.DEFINE_string('val_csv', '', 'Kinetics: the validation annotations CSV.')
+    flags.DEFINE_string('annotations', '', 'ActivityNet: activity_net.v1-3.min.json.')
+    flags.DEFINE_integer('split', _DEFAULTS.split_number, 'UCF-101, HMDB-51: official split 1-3.')
+    flags.DEFINE_integer('kinetics_version', _DEFAULTS.kinetics_version, 'Kinetics: 400, 600, 700.')
+    flags.DEFINE_string('video_list_name', _DEFAULTS.video_list_name,
+                        'video_list: the name of your dataset on disk.')
+    flags.DEFINE_float('video_list_test_fraction', _DEFAULTS.video_list_test_fraction,
+                       'video_list from class folders: share of each class held out for testing.')
+    flags.DEFINE_integer('video_list_seed', _DEFAULTS.video_list_seed,
+                         'video_list from class folders: the seed that draws the test videos.')
+    flags.DEFINE_string('data_dir', None, 'TFDS data directory to write.')
+    flags.DEFINE_integer('frame_short_side', _DEFAULTS.frame_short_side, 'Stored frame short side.')
+    flags.DEFINE_integer('jpeg_quality', _DEFAULTS.jpeg_quality, 'Stored JPEG quality.')
+    flags.DEFINE_float('max_skip_fraction', None,
+                       "Largest share of a split that may be skipped; default: the layout's.")
+    flags.DEFINE_integer('workers', 0, 'Decoding processes; 0: one per CPU core.')
+    flags.DEFINE_integer('chunk_size', build_cache.DEFAULT_CHUNK_SIZE,
+                         'Videos per chunk of the resumable build cache.')
+    flags.DEFINE_string('beam_runner', '', 'Decode with Apache Beam on this runner (DirectRunner...).')
+    flags.DEFINE_string('beam_options', '', 'Beam pipeline options: key=value,key=value.')
+    flags.mark_flags_as_required(['dataset', 'data_dir'])
 
 
 def data_config_from_flags() -> tuple[object, dict[str, str]]:
@@ -112,8 +116,10 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """The console-script entry point."""
-    app.run(main)
+    """The `r3d-build` command (`python -m r3d_jax.data.build`)."""
+    from r3d_jax.cli import common
+
+    common.start(__doc__, main, define_flags)
 
 
 if __name__ == '__main__':

@@ -18,37 +18,40 @@ from absl import app, flags
 from r3d_jax import defaults
 from r3d_jax.data import synthetic
 
-_SCHEMA = defaults.get_config().data.synthetic
-_DATASET = flags.DEFINE_enum('dataset', None, list(synthetic.LAYOUTS), 'The layout to write.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Absent or empty directory.')
-_WORKERS = flags.DEFINE_integer('workers', 0, 'Encoding processes; 0: one per CPU core.')
-_PARAMETERS = {
-    'num_classes': flags.DEFINE_integer('num_classes', _SCHEMA.num_classes, 'Classes (motions).'),
-    'num_groups': flags.DEFINE_integer('num_groups', _SCHEMA.num_groups, 'Groups per class.'),
-    'clips_per_group': flags.DEFINE_integer(
-        'clips_per_group', _SCHEMA.clips_per_group, 'Videos per group (ActivityNet: segments).'
-    ),
-    'min_frames': flags.DEFINE_integer('min_frames', _SCHEMA.min_frames, 'Shortest video.'),
-    'max_frames': flags.DEFINE_integer('max_frames', _SCHEMA.max_frames, 'Longest video.'),
-    'seed': flags.DEFINE_integer('seed', _SCHEMA.seed, 'Everything random follows from it.'),
-    'variant': flags.DEFINE_string('variant', _SCHEMA.variant, "The layout's form; '': usual."),
-    'missing_fraction': flags.DEFINE_float(
-        'missing_fraction', _SCHEMA.missing_fraction, 'Listed videos left out (downloads).'
-    ),
-    'corrupt_videos': flags.DEFINE_integer(
-        'corrupt_videos', _SCHEMA.corrupt_videos, 'Truncated videos (downloads).'
-    ),
+FLAGS = flags.FLAGS
+# The generator's parameters that are flags, each defaulting to `config.data.synthetic`'s value.
+PARAMETERS = {
+    'num_classes': 'Classes (motions).',
+    'num_groups': 'Groups per class.',
+    'clips_per_group': 'Videos per group (ActivityNet: segments).',
+    'min_frames': 'Shortest video.',
+    'max_frames': 'Longest video.',
+    'seed': 'Everything random follows from it.',
+    'variant': "The layout's form; '': usual.",
+    'missing_fraction': 'Listed videos left out (downloads).',
+    'corrupt_videos': 'Truncated videos (downloads).',
 }
-flags.mark_flags_as_required(['dataset', 'output_dir'])
+_DEFINE_BY_TYPE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+
+def define_flags() -> None:
+    """The command's flags, defined when it starts (see `r3d_jax.cli.common.start`)."""
+    schema = defaults.get_config().data.synthetic
+    flags.DEFINE_enum('dataset', None, list(synthetic.LAYOUTS), 'The layout to write.')
+    flags.DEFINE_string('output_dir', None, 'Absent or empty directory.')
+    flags.DEFINE_integer('workers', 0, 'Encoding processes; 0: one per CPU core.')
+    for name, help_text in PARAMETERS.items():
+        _DEFINE_BY_TYPE[type(schema[name])](name, schema[name], help_text)
+    flags.mark_flags_as_required(['dataset', 'output_dir'])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    parameters = {name: flag.value for name, flag in _PARAMETERS.items()}
+    parameters = {name: FLAGS[name].value for name in PARAMETERS}
     try:
         tree = synthetic.generate(
-            _DATASET.value, _OUTPUT_DIR.value, workers=_WORKERS.value, **parameters
+            FLAGS.dataset, FLAGS.output_dir, workers=FLAGS.workers, **parameters
         )
     except (ValueError, FileExistsError) as error:
         sys.exit(f'error: {error}')
@@ -57,4 +60,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-    app.run(main)
+    from r3d_jax.cli import common
+
+    common.start(__doc__, main, define_flags)
