@@ -1,10 +1,12 @@
 """Throughput of the training input pipeline against the bare cost of decoding its JPEGs.
 
     python benchmarks/input_pipeline.py   # first run generates and builds its data (~3 min)
+    python benchmarks/input_pipeline.py --frame_short_side=112 --jpeg_quality=75
 
-Builds (once, under data/benchmark/) synthetic UCF-101 videos of 100-250 frames at frame
-short side 128, then measures, each in a fresh process pinned to 1 core and to all cores
-(os.sched_setaffinity, with tf.data's threadpool and TensorFlow's thread pools sized to match):
+Builds (once, under data/benchmark/) synthetic UCF-101 videos of 100-250 frames, stored at frame
+short side 128 and JPEG quality 90 unless the flags say otherwise, then measures, each in a
+fresh process pinned to 1 core and to all cores (os.sched_setaffinity, with tf.data's threadpool
+and TensorFlow's thread pools sized to match):
 - pipeline: clips/s of `create_train_dataset` (16-frame uint8 crops, as training gets them; the
   train step resizes them to 112x112 and flips them on the device);
 - raw decode: clips/s of decoding as many whole JPEG frames with tf.io.decode_jpeg (16 per
@@ -32,7 +34,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAME_SHORT_SIDE = 128
 GOAL = 0.7
 UCF101_TRAIN_VIDEOS = 9537  # Split 1.
 WIDTHS = (5, 5, 9, 11, 6, 10, 12)
@@ -45,7 +46,8 @@ def benchmark_config(args: argparse.Namespace):
     config = defaults.get_config()
     config.data.data_dir = args.data_dir
     config.data.raw_dir = args.raw_dir
-    config.data.frame_short_side = FRAME_SHORT_SIDE
+    config.data.frame_short_side = args.frame_short_side
+    config.data.jpeg_quality = args.jpeg_quality
     config.data.if_missing = 'synthetic'
     config.data.synthetic.num_classes = args.num_classes
     config.data.synthetic.num_groups = args.num_groups
@@ -238,6 +240,8 @@ def shared_flags(args: argparse.Namespace) -> dict[str, object]:
         'clips_per_group': args.clips_per_group,
         'batch_size': args.batch_size,
         'clips': args.clips,
+        'frame_short_side': args.frame_short_side,
+        'jpeg_quality': args.jpeg_quality,
     }
 
 
@@ -248,6 +252,8 @@ def main() -> None:
     parser.add_argument('--num_classes', type=int, default=20)
     parser.add_argument('--num_groups', type=int, default=3)
     parser.add_argument('--clips_per_group', type=int, default=3)
+    parser.add_argument('--frame_short_side', type=int, default=128)
+    parser.add_argument('--jpeg_quality', type=int, default=90)
     # 24 divides the 120 training videos: batches of 128 leave 65 of UCF-101's 9,537 unused
     # per epoch, so an epoch here should leave (about) none.
     parser.add_argument('--batch_size', type=int, default=24)
@@ -270,7 +276,8 @@ def main() -> None:
     all_cores = len(os.sched_getaffinity(0))
     videos = train_videos(config)
     print(
-        f'Training clips 16x112x112 from frames with short side {FRAME_SHORT_SIDE}, '
+        f'Training clips 16x112x112 from frames with short side {args.frame_short_side} at JPEG '
+        f'quality {args.jpeg_quality}, '
         f'batch {args.batch_size}, {args.clips} clips timed per measurement; epochs of '
         f'{videos} videos ({videos % args.batch_size} unused), shuffle buffer '
         f'{config.input.shuffle_buffer}.'

@@ -1,9 +1,12 @@
 r"""ResNet-50 fine-tuned on HMDB-51 split 1 from Kinetics-400 weights (Hara et al., CVPR 2018).
 
-The recipe of `configs/r50_ucf101_finetune.py` on HMDB-51 (51 classes, split 1; built as the
-README's HMDB-51 section says). The importer keeps the backbone of `resnet-50-kinetics.pth` and
-gives the classifier 51 fresh outputs:
+The recipe of `configs/r50_ucf101_finetune.py` on HMDB-51 (51 classes, split 1). The importer keeps
+the backbone of `resnet-50-kinetics.pth` and gives the classifier 51 fresh outputs; the data are
+built as for `configs/r18_hmdb51.py`:
 
+    python -m r3d_jax.data.build --dataset=hmdb51 --videos_dir=hmdb51_org \
+        --splits_dir=testTrainMulti_7030_splits --split=1 --data_dir=data/tfds \
+        --frame_short_side=128
     python -m r3d_jax.convert_torch --checkpoint=resnet-50-kinetics.pth \
         --config=configs/r50_hmdb51_finetune.py \
         --output=weights/r50_kinetics_hmdb51

@@ -1,10 +1,13 @@
 r"""ResNet-50 fine-tuned on UCF-101 split 1 from Kinetics-400 weights (Hara et al., CVPR 2018).
 
 First import the reference's Kinetics ResNet-50 (`resnet-50-kinetics.pth`, released with the
-CVPR2018 branch: `--model resnet --model_depth 50 --resnet_shortcut B`; trained on 16-frame
-clips of [0, 255] frames minus the reference mean, as this config expects). The importer keeps
-the backbone and gives the classifier 101 fresh outputs:
+CVPR2018 branch: `--model resnet --model_depth 50 --resnet_shortcut B`; trained on 16-frame clips
+of [0, 255] frames minus the reference mean, as this config expects). The importer keeps the
+backbone and gives the classifier 101 fresh outputs; the data are built as for
+`configs/r18_ucf101.py`:
 
+    python -m r3d_jax.data.build --dataset=ucf101 --videos_dir=UCF-101 \
+        --splits_dir=ucfTrainTestlist --split=1 --data_dir=data/tfds --frame_short_side=128
     python -m r3d_jax.convert_torch --checkpoint=resnet-50-kinetics.pth \
         --config=configs/r50_ucf101_finetune.py \
         --output=weights/r50_kinetics_ucf101
@@ -13,7 +16,7 @@ the backbone and gives the classifier 101 fresh outputs:
 
 The reference author's fine-tuning, as in `configs/r18_ucf101_finetune.py`: only conv5_x
 (`layer4`) and the classifier train, with lr 0.001, weight decay 1e-5 and batches of 128, for
-300 epochs. The data are built as for `configs/r18_ucf101.py`.
+300 epochs.
 
 Cost: 74 steps of 128 clips per epoch, 22,200 steps (2.84 M clips) in 300 epochs; the model does
 20.1 GFLOP per 16-frame clip forward (`python benchmarks/model_costs.py`). Not yet timed on a

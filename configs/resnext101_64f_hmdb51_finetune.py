@@ -1,9 +1,12 @@
 r"""ResNeXt-101 on 64-frame clips, fine-tuned on HMDB-51 split 1 from Kinetics-400 weights.
 
-The recipe of `configs/resnext101_64f_ucf101_finetune.py` on HMDB-51 (51 classes, split 1; built
-as the README's HMDB-51 section says). The importer keeps the backbone of
-`resnext-101-64f-kinetics.pth` and gives the classifier 51 fresh outputs:
+The recipe of `configs/resnext101_64f_ucf101_finetune.py` on HMDB-51 (51 classes, split 1). The
+importer keeps the backbone of `resnext-101-64f-kinetics.pth` and gives the classifier 51 fresh
+outputs; the data are built as for `configs/r18_hmdb51.py`:
 
+    python -m r3d_jax.data.build --dataset=hmdb51 --videos_dir=hmdb51_org \
+        --splits_dir=testTrainMulti_7030_splits --split=1 --data_dir=data/tfds \
+        --frame_short_side=128
     python -m r3d_jax.convert_torch --checkpoint=resnext-101-64f-kinetics.pth \
         --config=configs/resnext101_64f_hmdb51_finetune.py \
         --output=weights/resnext101_64f_kinetics_hmdb51

@@ -1,11 +1,13 @@
 r"""ResNeXt-101 on 64-frame clips, fine-tuned on UCF-101 split 1 from Kinetics-400 weights.
 
 First import the reference's Kinetics ResNeXt-101 (`resnext-101-64f-kinetics.pth`, released with
-the CVPR2018 branch: `--model resnext --model_depth 101 --resnet_shortcut B
---resnext_cardinality 32 --sample_duration 64`; trained on 64-frame clips of [0, 255] frames
-minus the reference mean, as this config expects). The importer keeps the backbone and gives the
-classifier 101 fresh outputs:
+the CVPR2018 branch: `--model resnext --model_depth 101 --resnet_shortcut B --resnext_cardinality
+32 --sample_duration 64`; trained on 64-frame clips of [0, 255] frames minus the reference mean, as
+this config expects). The importer keeps the backbone and gives the classifier 101 fresh outputs;
+the data are built as for `configs/r18_ucf101.py`:
 
+    python -m r3d_jax.data.build --dataset=ucf101 --videos_dir=UCF-101 \
+        --splits_dir=ucfTrainTestlist --split=1 --data_dir=data/tfds --frame_short_side=128
     python -m r3d_jax.convert_torch --checkpoint=resnext-101-64f-kinetics.pth \
         --config=configs/resnext101_64f_ucf101_finetune.py \
         --output=weights/resnext101_64f_kinetics_ucf101
@@ -15,7 +17,7 @@ classifier 101 fresh outputs:
 The reference author's fine-tuning, as in `configs/r18_ucf101_finetune.py`: only conv5_x
 (`layer4`) and the classifier train, with lr 0.001, weight decay 1e-5 and batches of 128, for
 300 epochs. The paper reports 94.5 % video top-1 for it on UCF-101 (mean of the three splits)
-and 70.2 % on HMDB-51. The data are built as for `configs/r18_ucf101.py`.
+and 70.2 % on HMDB-51.
 
 Cost: 74 steps of 128 clips per epoch, 22,200 steps (2.84 M clips) in 300 epochs; the model does
 76.5 GFLOP per 64-frame clip forward (`python benchmarks/model_costs.py` counts 16-frame clips,
