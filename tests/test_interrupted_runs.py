@@ -45,7 +45,7 @@ def get_config():
     return config
 '''
 # The bars' counts once the first video is done: workers are running then.
-GENERATING = r'==> Generating.*synthetic videos:\s+\d+%\|[^|]*\|\s+[1-9]\d*/'
+GENERATING = r'==> Generating.*synthetic \w+ videos:\s+\d+%\|[^|]*\|\s+[1-9]\d*/'
 BUILDING = r'==> Building.*train videos:\s+\d+%\|[^|]*\|\s+[1-9]\d*/'
 
 
@@ -123,7 +123,9 @@ def write_slow_config(directory: str, raw_dir: str | None = None) -> str:
 def raw_dir(tmp_path_factory):
     """Synthetic videos generated for the slow config, so that a run reading them builds first."""
     config = load_config(write_slow_config(str(tmp_path_factory.mktemp('generated'))))
-    synthetic.generate(config.data.raw_dir, **config.data.synthetic, workers=2)
+    synthetic.generate(
+        config.data.dataset, config.data.raw_dir, **config.data.synthetic, workers=2
+    )
     return config.data.raw_dir
 
 
