@@ -1,9 +1,11 @@
 """The 3D ResNet family and what every family shares: shapes, dtypes, normalisation, stems."""
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -315,6 +317,16 @@ def test_invalid_normalisation_names_the_config_field():
     config.input.mean = (1.0, 2.0)
     with pytest.raises(ValueError, match=r'config\.input\.mean=.* must hold 3 values'):
         create_model(config)
+
+
+def test_a_model_from_json_metadata_with_lists_is_hashable_and_equals_the_one_from_tuples():
+    # Checkpoint metadata comes back from JSON with lists where the config had tuples; jit and
+    # the prediction cache key on the module, so it must still hash.
+    config = make_config()
+    from_json = ml_collections.ConfigDict(json.loads(config.to_json()))
+    assert isinstance(from_json.model.conv_formulation, list)
+    assert hash(create_model(from_json)) == hash(create_model(config))
+    assert create_model(from_json) == create_model(config)
 
 
 @pytest.mark.parametrize('shape', [(1, 8, 32, 32), (1, 8, 32, 32, 1)])

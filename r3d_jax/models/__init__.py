@@ -197,7 +197,13 @@ def create_model(config: Any, bn_axis_name: str | None = None) -> layers.VideoCl
         raise ConfigError(
             f'config.model.dtype={model_config.dtype!r} is not one of {layers.DTYPES}.'
         )
-    fields = {field: model_config[field] for field in (*_SHARED_FIELDS, *family.fields)}
+    # Sequences as tuples: a module must be hashable (jit caches on it), and a config read back
+    # from a checkpoint's JSON metadata holds lists.
+    fields = {
+        field: tuple(value) if isinstance(value, list | tuple) else value
+        for field in (*_SHARED_FIELDS, *family.fields)
+        for value in (model_config[field],)
+    }
     return family.module(
         **fields,
         dtype=jnp.dtype(model_config.dtype),
