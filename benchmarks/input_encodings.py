@@ -211,7 +211,7 @@ def main() -> None:
             **errors[encoding],
             'clips_per_core': per_core,
             'clips_per_core_rounds': rates[encoding],
-            'within_tolerance': errors[encoding]['error_vs_first'] <= tolerance,
+            'within_tolerance': bool(errors[encoding]['error_vs_first'] <= tolerance),
             'cores_needed': {name: math.ceil(rate / per_core) for name, rate in STEP_RATES.items()},
         }
         rows.append(row)
