@@ -67,6 +67,10 @@ RESNET50 = ('--depth=50', '--shortcut=B')
 # flags, are left out.
 TINY_STEPS = ('--warmup_steps=1', '--timed_steps=1')
 TINY_LEFT_OUT = ('resnet50', 'best_resnet50', 'torch_resnet50', 'torch_resnet18_fp32')
+# torch_cudnn's probe, N, C, T, H, W: a stage-2 conv of the recipe's batch; with --tiny, small
+# enough for PyTorch's CPU bf16 Conv3d (vol2col), which takes minutes at the full size.
+TORCH_PROBE = (8, 64, 8, 28, 28)
+TINY_TORCH_PROBE = (2, 16, 4, 8, 8)
 # The kernel table's source: the recipe's training step as `train_step.py` names it.
 PROFILED = 'jax_train_recipe'
 OUTPUT_TAIL_CHARS = 4000
@@ -129,6 +133,7 @@ def own_part(name: str, estimate_seconds: float) -> Part:
             f'--output_dir={args.output_dir}', f'--profile_steps={args.profile_steps}',
             f'--top_kernels={args.top_kernels}',
             f'--result={os.path.join(args.output_dir, f"{name}.json")}',
+            *(['--tiny'] if args.tiny else []),
         ]
 
     return Part(name, estimate_seconds, command, f'{name}.json')
@@ -220,10 +225,11 @@ def torch_cudnn(args: argparse.Namespace) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     device = 'cuda' if cuda else 'cpu'
     torch.backends.cudnn.benchmark = True
-    conv = torch.nn.Conv3d(64, 64, 3, padding=1, bias=False).to(
+    batch, channels, *clip = TINY_TORCH_PROBE if args.tiny else TORCH_PROBE
+    conv = torch.nn.Conv3d(channels, channels, 3, padding=1, bias=False).to(
         device, memory_format=torch.channels_last_3d
     )
-    x = torch.randn(8, 64, 8, 28, 28, device=device).contiguous(
+    x = torch.randn(batch, channels, *clip, device=device).contiguous(
         memory_format=torch.channels_last_3d
     ).requires_grad_()
 
