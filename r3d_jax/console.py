@@ -80,9 +80,11 @@ def note(message: str) -> None:
 def progress(*, total: int | None, desc: str, unit: str, initial: int = 0) -> tqdm.tqdm:
     """A progress bar with count, rate and ETA; use it as a context manager.
 
-    A bar opened while another is shown (validation during training) vanishes when closed.
+    A bar opened while another is shown (validation during training) vanishes when closed. On a
+    stderr that is not a terminal the bar is written as whole lines instead (`LineBar`).
     """
-    return tqdm.tqdm(
+    bar_class = tqdm.tqdm if is_terminal(sys.stderr) else LineBar
+    return bar_class(
         total=total,
         initial=initial,
         desc=desc,
@@ -91,6 +93,58 @@ def progress(*, total: int | None, desc: str, unit: str, initial: int = 0) -> tq
         dynamic_ncols=True,
         leave=None,  # Kept on the terminal only when it is the only bar.
     )
+
+
+def is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, 'isatty', None)
+    return bool(isatty and isatty())
+
+
+class _WholeLines:
+    """Writes a tqdm bar as whole lines, for a log file or a pipe: one after every
+    `LINE_SECONDS` of progress and one for the final state, none at the start; no carriage
+    returns, no cursor moves, no lines cleared.
+
+    A terminal's bar is redrawn in place; in a file each redraw would stay, with the escape codes
+    that move between nested bars.
+    """
+
+    LINE_SECONDS = 60.0
+    _line_n: int | None = None  # The count and time of the last line written.
+    _line_time = 0.0
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if msg == '':  # tqdm clearing a bar that closes: nothing was drawn in place.
+            return False
+        now = self._time()
+        if self._line_n is None:  # The first display, when the bar opens.
+            self._line_n, self._line_time = self.n, now
+            return True
+        finished = self.total is not None and self.n >= self.total
+        if self.n != self._line_n and (finished or now - self._line_time >= self.LINE_SECONDS):
+            self._write_line(now)
+        return True
+
+    def _write_line(self, now: float) -> None:
+        self.fp.write(f'{self}\n')
+        self.fp.flush()
+        self._line_n, self._line_time = self.n, now
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear: every line written stays."""
+
+    def moveto(self, n: int) -> None:
+        """No cursor to move between bars."""
+
+    def close(self) -> None:
+        if not self.disable and self._line_n is not None and self.n != self._line_n:
+            self._write_line(self._time())
+        self.leave = False  # tqdm's closing line and its newline are written above, or moot.
+        super().close()
+
+
+class LineBar(_WholeLines, tqdm.tqdm):
+    """`progress`'s bar on a stderr that is not a terminal."""
 
 
 class StepBar(tqdm.tqdm):
@@ -132,8 +186,12 @@ class StepBar(tqdm.tqdm):
 
 
 def step_progress(*, total_steps: int, done_steps: int, clips_per_step: int) -> StepBar:
-    """A `StepBar` over a run's training steps; call `update()` after each step."""
-    return StepBar(
+    """A `StepBar` over a run's training steps; call `update()` after each step.
+
+    On a stderr that is not a terminal it is written as whole lines (`StepLines`).
+    """
+    bar_class = StepBar if is_terminal(sys.stderr) else StepLines
+    return bar_class(
         total=total_steps,
         initial=done_steps,
         desc='training',
@@ -146,6 +204,10 @@ def step_progress(*, total_steps: int, done_steps: int, clips_per_step: int) -> 
             '[{elapsed}<{remaining}, {clips_per_s} clips/s]'
         ),
     )
+
+
+class StepLines(_WholeLines, StepBar):
+    """`step_progress`'s bar on a stderr that is not a terminal."""
 
 
 def summary_block(title: str, rows: Sequence[tuple[str, str]]) -> str:

@@ -7,12 +7,15 @@ the final evaluation) and reads its terminal output and its log file.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import subprocess
+import sys
 
 import pytest
+import tqdm.std
 from absl import logging as absl_logging
 
 from r3d_jax import console
@@ -115,6 +118,57 @@ def test_the_step_bar_leaves_paused_time_out_of_its_rate_and_eta(capsys):
 
 def tqdm_line(figures: dict) -> str:
     return console.StepBar.format_meter(**figures)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _run_two_bars(monkeypatch) -> None:
+    """A step bar over 4 steps with a nested bar and a note inside, a minute per step."""
+    now = [1000.0]
+    monkeypatch.setattr(tqdm.std, 'time', lambda: now[0])  # The clock tqdm gives each bar.
+    bar = console.step_progress(total_steps=4, done_steps=0, clips_per_step=8)
+    for step in range(4):
+        now[0] += 61.0
+        bar.update()
+        if step == 1:
+            with console.progress(total=3, desc='clip evaluation', unit='video') as nested:
+                nested.update(3)
+            console.note('a note between the bars')
+    bar.close()
+
+
+def test_bars_in_a_log_file_are_whole_lines_a_minute_apart_without_cursor_moves(
+    capsys, monkeypatch
+):
+    _run_two_bars(monkeypatch)
+
+    written = capsys.readouterr().err
+    assert '\r' not in written and '\x1b' not in written
+    lines = written.splitlines()
+    steps = [line for line in lines if line.startswith('training:')]
+    assert [re.search(r'step (\d)/4', line).group(1) for line in steps] == ['1', '2', '3', '4']
+    assert sum(line.startswith('clip evaluation: 100%') for line in lines) == 1
+    assert 'a note between the bars' in lines
+
+
+def test_a_bar_closed_early_writes_its_last_state_once(capsys):
+    with console.progress(total=10, desc='videos', unit='video') as bar:
+        bar.update(3)  # Well within a minute: no line until it closes.
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('videos:  30%') and '3/10' in lines[0]
+
+
+def test_on_a_terminal_the_bars_are_redrawn_in_place(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, 'stderr', terminal)
+
+    _run_two_bars(monkeypatch)
+
+    assert '\r' in terminal.getvalue()
 
 
 def test_summary_block_aligns_its_rows():

@@ -9,11 +9,15 @@ synthetic data are sized so that generating and building take several seconds on
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -50,24 +54,37 @@ BUILDING = r'==> Building.*train videos:\s+\d+%\|[^|]*\|\s+[1-9]\d*/'
 
 
 class Run:
-    """train.py in its own session, its stderr collected by a thread as it comes."""
+    """train.py in its own session, its stderr collected by a thread as it comes.
+
+    Its stderr is a pseudo-terminal, as in a person's shell, so that its bars are redrawn as
+    they move (in a pipe they would write a line only once a minute).
+    """
 
     def __init__(self, config_path: str, workdir: str, *overrides: str) -> None:
+        self._terminal, terminal = pty.openpty()
+        # 40 rows of 160 columns: a new pseudo-terminal has none, and tqdm draws no bar in 0.
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 160, 0, 0))
         self.process = subprocess.Popen(
             train_py_command(config_path, workdir, *overrides),
             cwd=REPO,
             env=subprocess_environment(1),
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=terminal,
             start_new_session=True,
         )
+        os.close(terminal)
         self.stderr = b''
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        while chunk := os.read(self.process.stderr.fileno(), 65536):
-            self.stderr += chunk
+        try:
+            while chunk := os.read(self._terminal, 65536):
+                self.stderr += chunk
+        except OSError:  # EIO: the process and its children have closed the terminal.
+            pass
+        finally:
+            os.close(self._terminal)
 
     @property
     def text(self) -> str:
